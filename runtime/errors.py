@@ -1,0 +1,40 @@
+"""The project's one small error hierarchy (DESIGN.md section 8).
+
+CLIs catch `UnfoldError`, print one line and exit non-zero; library code raises, never exits.
+"""
+
+
+class UnfoldError(Exception):
+    """Base of every error this toolkit raises on purpose."""
+
+
+class InputError(UnfoldError):
+    """An input image, video, folder or argument that cannot be used."""
+
+
+class CheckpointError(UnfoldError):
+    """A checkpoint file that is missing, corrupt or from another model."""
+
+
+class ManifestError(UnfoldError):
+    """An artifacts manifest that is missing, malformed or does not match its files."""
+
+
+class ExportError(UnfoldError):
+    """Exporting a graph failed or its checks did not pass."""
+
+
+class CalibrationError(UnfoldError):
+    """Calibration data or INT8 quantisation failed."""
+
+
+class EngineBuildError(UnfoldError):
+    """A TensorRT engine could not be built or loaded."""
+
+
+class BackendUnavailable(UnfoldError):
+    """A requested backend or device is not installed or not present."""
+
+
+class ShapeError(UnfoldError):
+    """A tensor or frame shape the model or engine cannot take."""
