@@ -98,8 +98,10 @@ def named_config(name: str, **overrides: Any) -> ModelConfig:
             heads=(1, 2, 4, 8), ffn_expansion=2.66,
         ),
     }
+    if name == "tiny":
+        return tiny_config(**overrides)
     if name not in presets:
-        raise ValueError(f"unknown model size {name!r}; choose one of {', '.join(presets)}")
+        raise ValueError(f"unknown model size {name!r}; choose one of {', '.join(presets)} (or tiny, for tests)")
     return dataclasses.replace(presets[name], **overrides)
 
 
