@@ -43,9 +43,16 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "format": FORMAT, "version": VERSION, "config": ckpt.config.to_dict(), "phase": ckpt.phase,
-        "step": ckpt.step, "model": ckpt.model, "ema": ckpt.ema, "optimizer": ckpt.optimizer,
-        "interim": ckpt.interim, "notes": ckpt.notes,
+        "format": FORMAT,
+        "version": VERSION,
+        "config": ckpt.config.to_dict(),
+        "phase": ckpt.phase,
+        "step": ckpt.step,
+        "model": ckpt.model,
+        "ema": ckpt.ema,
+        "optimizer": ckpt.optimizer,
+        "interim": ckpt.interim,
+        "notes": ckpt.notes,
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -65,7 +72,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file; report, don't guess
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})".split("\n")[0]) from exc
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})".split("\n")[0]
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an UnfoldLDM-Edge checkpoint (missing format tag {FORMAT!r})")
     if payload.get("version") != VERSION:
@@ -77,8 +86,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad model config: {exc}") from exc
     ckpt = Checkpoint(
-        config=config, model=payload["model"], phase=payload["phase"], step=int(payload.get("step", 0)),
-        ema=payload.get("ema"), optimizer=payload.get("optimizer"), interim=bool(payload.get("interim", False)),
+        config=config,
+        model=payload["model"],
+        phase=payload["phase"],
+        step=int(payload.get("step", 0)),
+        ema=payload.get("ema"),
+        optimizer=payload.get("optimizer"),
+        interim=bool(payload.get("interim", False)),
         notes=dict(payload.get("notes") or {}),
     )
     check_state_dict(path, config, ckpt.model)

@@ -32,9 +32,7 @@ _PROGRESS_THRESHOLD = 100
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
     """HxWx3 float32 -> 3xHxW tensor that owns its memory (safe to batch and pin)."""
-    return torch.from_numpy(
-        np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
-    )
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
 
 
 def _pad_to(img: np.ndarray, size: int) -> np.ndarray:
@@ -47,9 +45,7 @@ def _pad_to(img: np.ndarray, size: int) -> np.ndarray:
     return np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
 
 
-def _crop_window(
-    rng: np.random.Generator, shape: tuple[int, ...], size: int
-) -> tuple[int, int]:
+def _crop_window(rng: np.random.Generator, shape: tuple[int, ...], size: int) -> tuple[int, int]:
     top = int(rng.integers(shape[0] - size + 1))
     left = int(rng.integers(shape[1] - size + 1))
     return top, left
@@ -65,9 +61,7 @@ def _random_dihedral(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _check_crop_size(crop_size: int | None) -> None:
     if crop_size is not None and crop_size < 1:
-        raise InputError(
-            f"crop_size must be a positive number of pixels, got {crop_size}"
-        )
+        raise InputError(f"crop_size must be a positive number of pixels, got {crop_size}")
 
 
 class CleanFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -93,9 +87,7 @@ class CleanFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         _check_crop_size(crop_size)
         self.paths = list_images(root, recursive=True)
         if not self.paths:
-            raise InputError(
-                f"{root}: no images found (extensions are matched case-insensitively)"
-            )
+            raise InputError(f"{root}: no images found (extensions are matched case-insensitively)")
         if length is not None and length < 1:
             raise InputError(f"length must be >= 1, got {length}")
         self.crop_size = crop_size
@@ -154,9 +146,7 @@ def _match(
     gt_set, lq_set = set(gt), set(lq)
     for path in lq:
         if partner_of_lq(path) not in gt_set:
-            raise InputError(
-                f"{path}: missing ground-truth partner {partner_of_lq(path)}"
-            )
+            raise InputError(f"{path}: missing ground-truth partner {partner_of_lq(path)}")
     for path in gt:
         if partner_of_gt(path) not in lq_set:
             raise InputError(f"{path}: missing degraded partner {partner_of_gt(path)}")
@@ -164,9 +154,7 @@ def _match(
 
 
 def _subfolders(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _pairs_flat(root: Path) -> list[tuple[Path, Path]]:
@@ -252,9 +240,7 @@ class PairedFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             layout = _detect_layout(root)
         builders = {"gopro": _pairs_gopro, "sidd": _pairs_sidd, "flat": _pairs_flat}
         if layout not in builders:
-            raise InputError(
-                f"unknown layout {layout!r} (use auto, {', '.join(PAIRED_LAYOUTS)})"
-            )
+            raise InputError(f"unknown layout {layout!r} (use auto, {', '.join(PAIRED_LAYOUTS)})")
         self.layout = layout
         self.pairs = builders[layout](root)
         if not self.pairs:
@@ -276,8 +262,7 @@ class PairedFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         lq, gt = read_rgb8(lq_path), read_rgb8(gt_path)
         if lq.shape != gt.shape:
             raise InputError(
-                f"{lq_path}: size {lq.shape[1]}x{lq.shape[0]} does not match "
-                f"{gt_path} ({gt.shape[1]}x{gt.shape[0]})"
+                f"{lq_path}: size {lq.shape[1]}x{lq.shape[0]} does not match {gt_path} ({gt.shape[1]}x{gt.shape[0]})"
             )
         if self.crop_size is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))
@@ -289,6 +274,4 @@ class PairedFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             )
             lq, gt = lq[window], gt[window]
         scale = np.float32(255.0)
-        return _to_tensor(lq.astype(np.float32) / scale), _to_tensor(
-            gt.astype(np.float32) / scale
-        )
+        return _to_tensor(lq.astype(np.float32) / scale), _to_tensor(gt.astype(np.float32) / scale)

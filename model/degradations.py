@@ -66,9 +66,7 @@ def _check_odd_size(size: int) -> None:
 # --------------------------------------------------------------------------- noise
 
 
-def gaussian_noise(
-    img: np.ndarray, sigma: float, rng: np.random.Generator
-) -> np.ndarray:
+def gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Add white Gaussian noise of standard deviation `sigma` (in [0, 1] units: 25/255...).
 
     Independent per pixel and channel; no clipping here.
@@ -96,9 +94,7 @@ def poisson_noise(img: np.ndarray, peak: float, rng: np.random.Generator) -> np.
 # --------------------------------------------------------------------------- kernels
 
 
-def gaussian_kernel(
-    size: int, sigma_x: float, sigma_y: float, theta: float = 0.0
-) -> np.ndarray:
+def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, theta: float = 0.0) -> np.ndarray:
     """A `size` x `size` Gaussian kernel, summing to 1.
 
     Isotropic when `sigma_x == sigma_y`; otherwise anisotropic with its x axis rotated by
@@ -136,9 +132,7 @@ def _splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     return kernel
 
 
-def motion_kernel(
-    length: float, angle_deg: float, size: int | None = None
-) -> np.ndarray:
+def motion_kernel(length: float, angle_deg: float, size: int | None = None) -> np.ndarray:
     """Linear motion blur: an anti-aliased line of `length` pixels through the centre.
 
     `angle_deg` is counter-clockwise from the +x axis as seen on screen. `size` (odd)
@@ -150,16 +144,12 @@ def motion_kernel(
         size = 2 * math.ceil(length / 2) + 1
     _check_odd_size(size)
     if length > size - 1:
-        raise ValueError(
-            f"a line of length {length} does not fit a {size}x{size} kernel"
-        )
+        raise ValueError(f"a line of length {length} does not fit a {size}x{size} kernel")
     centre = (size - 1) / 2
     # Four samples per pixel of length are enough for a smooth bilinear line.
     t = np.linspace(-length / 2, length / 2, max(2, math.ceil(length * 4) + 1))
     angle = math.radians(angle_deg)
-    points = np.stack(
-        [centre + t * math.cos(angle), centre - t * math.sin(angle)], axis=1
-    )
+    points = np.stack([centre + t * math.cos(angle), centre - t * math.sin(angle)], axis=1)
     return _normalised(_splat(points, np.ones(len(t)), size))
 
 
@@ -228,9 +218,7 @@ def load_kernels(folder: str | Path) -> list[np.ndarray]:
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: cannot be read as a .npy array ({exc})") from exc
         if array.ndim not in (2, 3) or array.size == 0:
-            raise InputError(
-                f"{path}: expected (h, w) or (N, h, w) kernels, got {array.shape}"
-            )
+            raise InputError(f"{path}: expected (h, w) or (N, h, w) kernels, got {array.shape}")
         if not np.isfinite(array).all():
             raise InputError(f"{path}: holds non-finite values")
         for kernel in array.reshape(-1, *array.shape[-2:]):
@@ -262,9 +250,7 @@ def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 def quantize_8bit(img: np.ndarray) -> np.ndarray:
     """Clip to [0, 1] and round to the nearest of the 256 levels k/255, as an 8-bit file would."""
-    levels = np.clip(
-        np.rint(np.asarray(img, dtype=np.float32) * np.float32(255.0)), 0, 255
-    )
+    levels = np.clip(np.rint(np.asarray(img, dtype=np.float32) * np.float32(255.0)), 0, 255)
     return levels.astype(np.float32) / np.float32(255.0)
 
 
@@ -286,9 +272,7 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         raise RuntimeError("OpenCV failed to JPEG-encode an image")
     decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB).astype(np.float32) / np.float32(
-        255.0
-    )
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB).astype(np.float32) / np.float32(255.0)
 
 
 def down_up(
@@ -315,13 +299,9 @@ def down_up(
 # --------------------------------------------------------------------------- random mix
 
 
-def _check_range(
-    name: str, bounds: tuple[float, float], low: float, high: float
-) -> None:
+def _check_range(name: str, bounds: tuple[float, float], low: float, high: float) -> None:
     if len(bounds) != 2 or not low <= bounds[0] <= bounds[1] <= high:
-        raise ValueError(
-            f"{name} must be (min, max) within [{low}, {high}], got {bounds}"
-        )
+        raise ValueError(f"{name} must be (min, max) within [{low}, {high}], got {bounds}")
 
 
 @dataclass(frozen=True)
@@ -375,21 +355,15 @@ class DegradationConfig:
         known = {field.name for field in fields(cls)}
         for key in values:
             if key not in known:
-                raise ValueError(
-                    f"unknown DegradationConfig key {key!r} (known: {', '.join(sorted(known))})"
-                )
-        converted = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
-        }
+                raise ValueError(f"unknown DegradationConfig key {key!r} (known: {', '.join(sorted(known))})")
+        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**converted)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _random_kernel(
-    rng: np.random.Generator, config: DegradationConfig, kernels: Sequence[np.ndarray]
-) -> np.ndarray:
+def _random_kernel(rng: np.random.Generator, config: DegradationConfig, kernels: Sequence[np.ndarray]) -> np.ndarray:
     if kernels and rng.random() < config.real_kernel_prob:
         kernel = kernels[int(rng.integers(len(kernels)))]
         # Any of the 8 rotations/mirrors of a real shake is just as real.
@@ -399,9 +373,7 @@ def _random_kernel(
     if rng.random() < config.motion_prob:
         if rng.random() < config.shake_prob:
             return random_motion_kernel(rng, size)
-        return motion_kernel(
-            rng.uniform(*config.motion_length), rng.uniform(0, 180), size
-        )
+        return motion_kernel(rng.uniform(*config.motion_length), rng.uniform(0, 180), size)
     if rng.random() < config.aniso_prob:
         sigma_x, sigma_y = rng.uniform(*config.aniso_sigma, size=2)
         return gaussian_kernel(size, sigma_x, sigma_y, rng.uniform(0, math.pi))
@@ -482,9 +454,7 @@ def _case_rng(case: str, seed: int) -> np.random.Generator:
     return np.random.default_rng((seed, zlib.crc32(case.encode("ascii"))))
 
 
-def apply_case(
-    clean: np.ndarray, case: str, seed: int, kernels: Sequence[np.ndarray] = ()
-) -> np.ndarray:
+def apply_case(clean: np.ndarray, case: str, seed: int, kernels: Sequence[np.ndarray] = ()) -> np.ndarray:
     """Apply one fixed, named evaluation degradation; deterministic per (case, seed).
 
     - noise15 / noise25 / noise50: additive Gaussian noise of sigma 15, 25 or 50 (/255), as in
@@ -500,17 +470,13 @@ def apply_case(
     Every result goes through `quantize_8bit`.
     """
     if case not in EVAL_CASES:
-        raise ValueError(
-            f"unknown evaluation case {case!r} (valid: {', '.join(EVAL_CASES)})"
-        )
+        raise ValueError(f"unknown evaluation case {case!r} (valid: {', '.join(EVAL_CASES)})")
     img = _as_image(clean)
     rng = _case_rng(case, seed)
     if case.startswith("noise"):
         img = gaussian_noise(img, int(case.removeprefix("noise")) / 255.0, rng)
     elif case == "gauss_blur":
-        img = gaussian_noise(
-            blur(img, gaussian_kernel(25, 1.6, 1.6)), 2.55 / 255.0, rng
-        )
+        img = gaussian_noise(blur(img, gaussian_kernel(25, 1.6, 1.6)), 2.55 / 255.0, rng)
     elif case == "motion_blur":
         if kernels:
             kernel = kernels[int(rng.integers(len(kernels)))]

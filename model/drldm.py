@@ -44,10 +44,14 @@ class PriorEncoder(nn.Module):
         super().__init__()
         c = config.prior_encoder_channels
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.GELU(),
+            nn.Conv2d(in_channels, c, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(4 * c, 4 * c, 3, padding=1),
+            nn.GELU(),
         )
         self.stage_embedding = nn.Embedding(config.stages, 4 * c)
         self.head = nn.Sequential(
@@ -68,8 +72,12 @@ class Denoiser(nn.Module):
         self.inp = nn.Linear(2 * config.prior_dim, hidden)
         self.step_embedding = nn.Embedding(config.diffusion_steps, hidden)
         self.body = nn.Sequential(
-            nn.LeakyReLU(0.1), nn.Linear(hidden, hidden), nn.LeakyReLU(0.1),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, config.prior_dim),
+            nn.LeakyReLU(0.1),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.1),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.1),
+            nn.Linear(hidden, config.prior_dim),
         )
 
     def forward(self, z_t: torch.Tensor, condition: torch.Tensor, step: int) -> torch.Tensor:
@@ -108,4 +116,3 @@ class DRLDM(nn.Module):
     def forward(self, v: torch.Tensor, noise: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
         """The `prior` graph: condition encoder on v_k, then the whole sampler."""
         return self.sample(self.condition_encoder(v, stage), noise)
-

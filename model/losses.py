@@ -35,12 +35,12 @@ def frequency_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def restoration_loss(out: StageOutputs, gt: torch.Tensor, weights: LossWeights) -> dict[str, torch.Tensor]:
     """Losses that train the image path (phase 1 and phase 2 joint)."""
     per_stage = stage_weights(len(out.restored))
-    l1 = sum(w * F.l1_loss(x, gt) for w, x in zip(per_stage, out.restored))
+    l1 = sum(w * F.l1_loss(x, gt) for w, x in zip(per_stage, out.restored, strict=True))
     freq = frequency_l1(out.restored[-1], gt)
     return {"l1": l1, "freq": weights.frequency * freq, "isda": weights.consistency * out.consistency}
 
 
 def prior_loss(out: StageOutputs, weights: LossWeights) -> torch.Tensor:
     """L1 between the sampled prior and the (frozen) GT-aware target prior, summed over stages."""
-    terms = [F.l1_loss(z, t.detach()) for z, t in zip(out.sampled_priors, out.target_priors)]
+    terms = [F.l1_loss(z, t.detach()) for z, t in zip(out.sampled_priors, out.target_priors, strict=True)]
     return weights.prior * sum(terms)

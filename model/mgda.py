@@ -42,8 +42,10 @@ class HolisticDegradation(nn.Module):
 
         def net() -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(3, channels, 3, padding=1), nn.GELU(),
-                nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
+                nn.Conv2d(3, channels, 3, padding=1),
+                nn.GELU(),
+                nn.Conv2d(channels, channels, 3, padding=1),
+                nn.GELU(),
                 nn.Conv2d(channels, 3, 3, padding=1),
             )
 

@@ -97,17 +97,22 @@ class HaarHighFrequency(nn.Module):
 
     def __init__(self, channels: int, prior_dim: int) -> None:
         super().__init__()
-        haar = torch.tensor(
-            [[[1, 1], [1, 1]], [[1, 1], [-1, -1]], [[1, -1], [1, -1]], [[1, -1], [-1, 1]]], dtype=torch.float32
-        ) / 2
+        haar = (
+            torch.tensor(
+                [[[1, 1], [1, 1]], [[1, 1], [-1, -1]], [[1, -1], [1, -1]], [[1, -1], [-1, 1]]], dtype=torch.float32
+            )
+            / 2
+        )
         self.channels = channels
         self.register_buffer("filters", haar.unsqueeze(1).repeat(channels, 1, 1, 1), persistent=False)
         mask = torch.tensor([0.0, 1.0, 1.0, 1.0]).repeat(channels)
         self.register_buffer("high_mask", mask.view(1, -1, 1, 1), persistent=False)
         bands = 4 * channels
         self.body = nn.Sequential(
-            nn.Conv2d(bands, 2 * channels, 1), nn.GELU(),
-            nn.Conv2d(2 * channels, 2 * channels, 3, padding=1, groups=2 * channels), nn.GELU(),
+            nn.Conv2d(bands, 2 * channels, 1),
+            nn.GELU(),
+            nn.Conv2d(2 * channels, 2 * channels, 3, padding=1, groups=2 * channels),
+            nn.GELU(),
             nn.Conv2d(2 * channels, bands, 1),
         )
         self.gate = nn.Linear(prior_dim, bands)
@@ -146,9 +151,7 @@ class OCFormer(nn.Module):
         )
         self.fuses = nn.ModuleList(nn.Conv2d(2 * dims[i], dims[i], 1) for i in range(config.levels - 1))
         # dec_blocks[0] is the deepest decoder level.
-        self.decoders = nn.ModuleList(
-            blocks(n, config.levels - 2 - i) for i, n in enumerate(config.dec_blocks)
-        )
+        self.decoders = nn.ModuleList(blocks(n, config.levels - 2 - i) for i, n in enumerate(config.dec_blocks))
         self.refine = blocks(config.refine_blocks, 0)
         self.out = nn.Conv2d(dims[0], 3, 3, padding=1)
         self.high_freq = HaarHighFrequency(dims[0], p) if config.use_high_freq else None

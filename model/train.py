@@ -1,7 +1,7 @@
 """Train UnfoldLDM in two phases on clean photos (synthetic blind degradations) or real pairs.
 
-    python model/train.py --size edge --phase1-iters 3000 --warmup-iters 500 --joint-iters 1500
-    torchrun --nproc_per_node 2 model/train.py ...        (DDP: gloo on CPU, NCCL on CUDA)
+python model/train.py --size edge --phase1-iters 3000 --warmup-iters 500 --joint-iters 1500
+torchrun --nproc_per_node 2 model/train.py ...        (DDP: gloo on CPU, NCCL on CUDA)
 """
 
 from __future__ import annotations
@@ -27,22 +27,43 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", default="edge", choices=["edge", "small", "base", "tiny"],
-                   help="named model size (default: edge); tiny is a toy model for smoke tests")
+    p.add_argument(
+        "--size",
+        default="edge",
+        choices=["edge", "small", "base", "tiny"],
+        help="named model size (default: edge); tiny is a toy model for smoke tests",
+    )
     p.add_argument("--stages", type=int, help="override the number of unfolding stages K of the named size")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA / "train",
-                   help="folder of clean training photos, degraded on the fly (default: ../shared/data/train)")
-    p.add_argument("--paired", type=Path,
-                   help="train on real LQ/GT pairs in this folder instead (GoPro, SIDD or lq/+gt/ layout)")
-    p.add_argument("--kernels", type=Path, default=DEFAULT_DATA / "kernels" / "npy",
-                   help="folder of real blur kernels (.npy) mixed into the synthetic blur; skipped if absent")
-    p.add_argument("--val", type=Path, default=DEFAULT_DATA / "val" / "CBSD68",
-                   help="folder of clean validation photos (default: ../shared/data/val/CBSD68)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA / "train",
+        help="folder of clean training photos, degraded on the fly (default: ../shared/data/train)",
+    )
+    p.add_argument(
+        "--paired", type=Path, help="train on real LQ/GT pairs in this folder instead (GoPro, SIDD or lq/+gt/ layout)"
+    )
+    p.add_argument(
+        "--kernels",
+        type=Path,
+        default=DEFAULT_DATA / "kernels" / "npy",
+        help="folder of real blur kernels (.npy) mixed into the synthetic blur; skipped if absent",
+    )
+    p.add_argument(
+        "--val",
+        type=Path,
+        default=DEFAULT_DATA / "val" / "CBSD68",
+        help="folder of clean validation photos (default: ../shared/data/val/CBSD68)",
+    )
     p.add_argument("--val-images", type=int, default=8, help="how many validation photos to score (default: 8)")
     p.add_argument("--val-crop", type=int, default=256, help="centre crop of each validation photo (default: 256)")
     p.add_argument("--val-case", default="noise25", help="degradation of the validation inputs (default: noise25)")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "edge",
-                   help="run folder for last.pt (resumable) and model.pt (EMA weights) (default: runs/edge)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "runs" / "edge",
+        help="run folder for last.pt (resumable) and model.pt (EMA weights) (default: runs/edge)",
+    )
     p.add_argument("--phase1-iters", type=int, default=3000, help="iterations of phase 1, the GT-aware prior")
     p.add_argument("--warmup-iters", type=int, default=500, help="phase 2 iterations training only the sampler")
     p.add_argument("--joint-iters", type=int, default=1500, help="phase 2 iterations training everything jointly")
@@ -56,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for weights, crops, degradations and noise")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process (default: cores / processes)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda (default: cuda when available)",
+    )
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (CPU never uses it)")
     p.add_argument("--resume", type=Path, help="continue from a last.pt (same config; restores optimizer and step)")
     p.add_argument("--init-from", type=Path, help="start from these weights (fine-tuning), with a fresh optimizer")
@@ -66,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def validation_pairs(folder: Path, count: int, crop: int, case: str, multiple: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def validation_pairs(
+    folder: Path, count: int, crop: int, case: str, multiple: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed degraded/clean centre crops (seed = image index), so every validation is comparable."""
     if count <= 0 or not folder.is_dir():
         return []
@@ -77,7 +103,7 @@ def validation_pairs(folder: Path, count: int, crop: int, case: str, multiple: i
         h, w = img.shape[:2]
         size_h, size_w = min(crop, h - h % multiple), min(crop, w - w % multiple)
         top, left = (h - size_h) // 2, (w - size_w) // 2
-        clean = img[top:top + size_h, left:left + size_w]
+        clean = img[top : top + size_h, left : left + size_w]
         lq = apply_case(clean, case, seed=i)
 
         def to_t(a: np.ndarray) -> torch.Tensor:
@@ -102,11 +128,24 @@ def main(argv: list[str] | None = None) -> int:
             train_set = CleanFolderDataset(args.data, args.crop, kernels=kernels, seed=args.seed, length=length)
         val = validation_pairs(args.val, args.val_images, args.val_crop, args.val_case, config.pad_multiple)
         settings = TrainSettings(
-            config=config, out_dir=args.out, phase1_iters=args.phase1_iters, warmup_iters=args.warmup_iters,
-            joint_iters=args.joint_iters, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            ema_decay=args.ema_decay, val_every=args.val_every, save_every=args.save_every, seed=args.seed,
-            workers=args.workers, amp=not args.no_amp, device=args.device, resume=args.resume,
-            init_from=args.init_from, interim=args.interim,
+            config=config,
+            out_dir=args.out,
+            phase1_iters=args.phase1_iters,
+            warmup_iters=args.warmup_iters,
+            joint_iters=args.joint_iters,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            ema_decay=args.ema_decay,
+            val_every=args.val_every,
+            save_every=args.save_every,
+            seed=args.seed,
+            workers=args.workers,
+            amp=not args.no_amp,
+            device=args.device,
+            resume=args.resume,
+            init_from=args.init_from,
+            interim=args.interim,
         )
         final = train(settings, train_set, val)
     except (UnfoldError, ValueError) as exc:

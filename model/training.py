@@ -26,8 +26,8 @@ from tqdm import tqdm
 from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.losses import LossWeights, prior_loss, restoration_loss
-from runtime.metrics import psnr
 from model.unfoldldm import StageOutputs, UnfoldLDM
+from runtime.metrics import psnr
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ class EMA:
                 self.shadow[k].copy_(v)
 
 
-def _batches(loader: DataLoader, sampler: DistributedSampler | None, dataset: Dataset, start_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    loader: DataLoader, sampler: DistributedSampler | None, dataset: Dataset, start_epoch: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     epoch = start_epoch
     while True:
         if sampler is not None:
@@ -141,7 +143,9 @@ def _hwc(batch: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def validate(model: UnfoldLDM, pairs: list[tuple[torch.Tensor, torch.Tensor]], phase: str, noise_seed: int) -> tuple[float, float]:
+def validate(
+    model: UnfoldLDM, pairs: list[tuple[torch.Tensor, torch.Tensor]], phase: str, noise_seed: int
+) -> tuple[float, float]:
     """Mean PSNR (restored, input) over fixed validation pairs.
 
     Phase 1 has no trained sampler yet, so it validates with the GT-aware prior (an oracle figure);
@@ -170,7 +174,7 @@ def _make_optimizer(model: UnfoldLDM, settings: TrainSettings) -> torch.optim.Op
 def _lr_at(step: int, settings: TrainSettings) -> float:
     """Cosine decay inside each phase, so phase 2 restarts from a useful learning rate."""
     starts = [0, settings.phase1_iters, settings.phase1_iters + settings.warmup_iters, settings.total_iters]
-    for begin, end in zip(starts, starts[1:]):
+    for begin, end in zip(starts, starts[1:], strict=False):
         if begin <= step < end:
             progress = (step - begin) / max(1, end - begin)
             return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -198,15 +202,24 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
     elif settings.init_from is not None:
         ckpt = load_checkpoint(settings.init_from)
         if ckpt.config != settings.config:
-            raise ValueError(f"{settings.init_from}: its config differs from --size/--stages; fine-tuning needs the same model")
+            raise ValueError(
+                f"{settings.init_from}: its config differs from --size/--stages; fine-tuning needs the same model"
+            )
         model.load_state_dict(ckpt.inference_weights())
         ema = EMA(model, settings.ema_decay)
     val_pairs = [(lq.to(device), gt.to(device)) for lq, gt in val_pairs]
 
-    sampler = DistributedSampler(train_set, info.world_size, info.rank, seed=settings.seed) if info.world_size > 1 else None
+    sampler = (
+        DistributedSampler(train_set, info.world_size, info.rank, seed=settings.seed) if info.world_size > 1 else None
+    )
     loader = DataLoader(
-        train_set, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-        num_workers=settings.workers, generator=torch.Generator().manual_seed(settings.seed),
+        train_set,
+        batch_size=settings.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=settings.workers,
+        generator=torch.Generator().manual_seed(settings.seed),
     )
     steps_per_epoch = max(1, len(loader))
     batches = _batches(loader, sampler, train_set, start_epoch=step // steps_per_epoch)
@@ -216,7 +229,9 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
 
     phase: str | None = None
     wrapped: nn.Module = model
-    progress = tqdm(total=settings.total_iters, initial=step, disable=not info.is_main, dynamic_ncols=True, desc="train")
+    progress = tqdm(
+        total=settings.total_iters, initial=step, disable=not info.is_main, dynamic_ncols=True, desc="train"
+    )
     out_dir = Path(settings.out_dir)
     last_log: dict[str, float] = {}
     started = time.perf_counter()
@@ -268,7 +283,18 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
         last_log["replica_max_abs_diff"] = replica_max_abs_diff(model)
     final = out_dir / "model.pt"
     if info.is_main:
-        _save(final, settings, model, ema, None, phase or settings.phase_at(step - 1), step, last_log, started, weights_only_ema=True)
+        _save(
+            final,
+            settings,
+            model,
+            ema,
+            None,
+            phase or settings.phase_at(step - 1),
+            step,
+            last_log,
+            started,
+            weights_only_ema=True,
+        )
     if info.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -306,15 +332,37 @@ def _ema_model(config: ModelConfig, ema: EMA, device: torch.device) -> UnfoldLDM
     return model
 
 
-def _save(path: Path, settings: TrainSettings, model: UnfoldLDM, ema: EMA, optimizer: torch.optim.Optimizer | None,
-          phase: str, step: int, log: dict[str, float], started: float, weights_only_ema: bool = False) -> None:
-    notes = {"log": log, "seconds": round(time.perf_counter() - started, 1), "seed": settings.seed,
-             "iters": [settings.phase1_iters, settings.warmup_iters, settings.joint_iters],
-             "batch_size": settings.batch_size}
+def _save(
+    path: Path,
+    settings: TrainSettings,
+    model: UnfoldLDM,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer | None,
+    phase: str,
+    step: int,
+    log: dict[str, float],
+    started: float,
+    weights_only_ema: bool = False,
+) -> None:
+    notes = {
+        "log": log,
+        "seconds": round(time.perf_counter() - started, 1),
+        "seed": settings.seed,
+        "iters": [settings.phase1_iters, settings.warmup_iters, settings.joint_iters],
+        "batch_size": settings.batch_size,
+    }
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     ema_state = {k: v.detach().cpu() for k, v in copy.copy(ema.shadow).items()}
-    save_checkpoint(path, Checkpoint(
-        config=settings.config, model=ema_state if weights_only_ema else cpu_state, phase=phase, step=step,
-        ema=None if weights_only_ema else ema_state, optimizer=None if optimizer is None else optimizer.state_dict(),
-        interim=settings.interim, notes=notes,
-    ))
+    save_checkpoint(
+        path,
+        Checkpoint(
+            config=settings.config,
+            model=ema_state if weights_only_ema else cpu_state,
+            phase=phase,
+            step=step,
+            ema=None if weights_only_ema else ema_state,
+            optimizer=None if optimizer is None else optimizer.state_dict(),
+            interim=settings.interim,
+            notes=notes,
+        ),
+    )

@@ -16,9 +16,7 @@ from runtime.errors import InputError
 @pytest.fixture(scope="module")
 def train_set(shared_data: Path) -> CleanFolderDataset:
     # cache=False: the test touches only a few images, so decoding all 432 would be waste.
-    return CleanFolderDataset(
-        shared_data / "train", crop_size=64, seed=3, length=6, cache=False
-    )
+    return CleanFolderDataset(shared_data / "train", crop_size=64, seed=3, length=6, cache=False)
 
 
 def test_clean_items_have_the_right_shape_and_range(
@@ -39,9 +37,7 @@ def test_clean_items_have_the_right_shape_and_range(
 
 def test_clean_items_reproducible_per_seed_epoch_index(shared_data: Path) -> None:
     def make(seed: int) -> CleanFolderDataset:
-        return CleanFolderDataset(
-            shared_data / "train", crop_size=64, seed=seed, length=4, cache=False
-        )
+        return CleanFolderDataset(shared_data / "train", crop_size=64, seed=seed, length=4, cache=False)
 
     first, again, other_seed = make(3), make(3), make(4)
     # Fetch in a different order: item i must not depend on what was fetched before it.
@@ -60,9 +56,7 @@ def test_clean_items_reproducible_per_seed_epoch_index(shared_data: Path) -> Non
 def test_clean_length_wraps_around_images(tmp_path: Path) -> None:
     # Two images smaller than the crop: reflect padding, and index modulo the image count.
     rng = np.random.default_rng(0)
-    cv2.imwrite(
-        str(tmp_path / "a.png"), rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
-    )
+    cv2.imwrite(str(tmp_path / "a.png"), rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
     cv2.imwrite(str(tmp_path / "b.png"), np.full((40, 10, 3), 200, np.uint8))
     dataset = CleanFolderDataset(tmp_path, crop_size=48, length=5, seed=1)
     assert len(dataset) == 5
@@ -87,9 +81,7 @@ def _save(path: Path, pixels: np.ndarray) -> None:
     assert cv2.imwrite(str(path), pixels)
 
 
-def _pair(
-    rng: np.random.Generator, size: tuple[int, int] = (24, 32)
-) -> tuple[np.ndarray, np.ndarray]:
+def _pair(rng: np.random.Generator, size: tuple[int, int] = (24, 32)) -> tuple[np.ndarray, np.ndarray]:
     gt = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     lq = (gt // 2).astype(np.uint8)  # a known relation lets the test check the pairing
     return lq, gt
@@ -146,9 +138,7 @@ def test_paired_crop_larger_than_image_pads_both(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("layout", ["gopro", "sidd", "flat"])
-def test_paired_missing_partner_raises_naming_the_file(
-    tmp_path: Path, layout: str
-) -> None:
+def test_paired_missing_partner_raises_naming_the_file(tmp_path: Path, layout: str) -> None:
     _make_layout(tmp_path, layout)
     partner = {
         "gopro": tmp_path / "s02" / "sharp" / "001.png",

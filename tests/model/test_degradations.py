@@ -29,9 +29,7 @@ from runtime.errors import InputError
 from runtime.image_io import read_rgb8
 
 # Every kind of blur, resampling and noise at once, so reproducibility covers all branches.
-_EVERYTHING = DegradationConfig(
-    blur_prob=1.0, downup_prob=1.0, poisson_prob=1.0, noise_prob=1.0, jpeg_prob=1.0
-)
+_EVERYTHING = DegradationConfig(blur_prob=1.0, downup_prob=1.0, poisson_prob=1.0, noise_prob=1.0, jpeg_prob=1.0)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -47,10 +45,7 @@ def photo() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cbsd68(shared_data: Path) -> np.ndarray:
-    return (
-        read_rgb8(shared_data / "val" / "CBSD68" / "101085.png").astype(np.float32)
-        / 255
-    )
+    return read_rgb8(shared_data / "val" / "CBSD68" / "101085.png").astype(np.float32) / 255
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +175,7 @@ def test_blur_matches_scipy_convolve2d(size: int) -> None:
 
 def test_jpeg_and_down_up_keep_shape_and_lose_detail(photo: np.ndarray) -> None:
     rng = np.random.default_rng(0)
-    textured = np.clip(
-        photo + 0.2 * rng.standard_normal(photo.shape).astype(np.float32), 0, 1
-    )
+    textured = np.clip(photo + 0.2 * rng.standard_normal(photo.shape).astype(np.float32), 0, 1)
     compressed = jpeg(textured, 30)
     assert compressed.shape == photo.shape and _on_8bit_grid(compressed)
     assert 15 < _psnr(compressed, textured) < 40
@@ -231,25 +224,18 @@ def test_eval_cases_degrade_real_image_deterministically(
     out = apply_case(cbsd68, case, seed=1, kernels=real_kernels)
     assert out.shape == cbsd68.shape and _on_8bit_grid(out)
     assert _psnr(out, cbsd68) < 35
-    np.testing.assert_array_equal(
-        out, apply_case(cbsd68, case, seed=1, kernels=real_kernels)
-    )
+    np.testing.assert_array_equal(out, apply_case(cbsd68, case, seed=1, kernels=real_kernels))
 
 
 def test_eval_cases_are_ordered_by_strength(cbsd68: np.ndarray) -> None:
-    psnr = {
-        c: _psnr(apply_case(cbsd68, c, seed=0), cbsd68)
-        for c in ("noise15", "noise25", "noise50")
-    }
+    psnr = {c: _psnr(apply_case(cbsd68, c, seed=0), cbsd68) for c in ("noise15", "noise25", "noise50")}
     assert psnr["noise15"] > psnr["noise25"] > psnr["noise50"]
     # CBSD68 sigma 25 inputs are about 20.2 dB (slightly more after clipping to [0, 1]).
     assert 19.5 < psnr["noise25"] < 21.5
 
 
 def test_eval_case_seed_matters(photo: np.ndarray) -> None:
-    assert not np.array_equal(
-        apply_case(photo, "noise15", 0), apply_case(photo, "noise15", 1)
-    )
+    assert not np.array_equal(apply_case(photo, "noise15", 0), apply_case(photo, "noise15", 1))
 
 
 def test_unknown_case_raises_listing_valid_ones(photo: np.ndarray) -> None:
