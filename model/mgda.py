@@ -11,6 +11,8 @@ dynamic height and width.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +33,7 @@ def decomposed_gradient(w: torch.Tensor, m: torch.Tensor, x: torch.Tensor, y: to
 
 def _softplus_init(value: float) -> torch.Tensor:
     """Raw parameter whose softplus equals `value` (so step sizes start where we want)."""
-    return torch.tensor(float(torch.log(torch.expm1(torch.tensor(value)))))
+    return torch.tensor(math.log(math.expm1(value)))
 
 
 class HolisticDegradation(nn.Module):
