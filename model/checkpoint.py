@@ -7,7 +7,6 @@ can read it without unpickling code. Writes are atomic (temporary file, then ren
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 
 from model.config import ModelConfig
 from model.unfoldldm import UnfoldLDM
+from runtime.atomic_io import atomic_target
 from runtime.errors import CheckpointError
 
 FORMAT = "unfoldldm-edge/checkpoint"
@@ -54,14 +54,8 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
         "interim": ckpt.interim,
         "notes": ckpt.notes,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -8,9 +8,7 @@ gives the best mean PSNR on the first few images of that case (an oracle choice 
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from tqdm import tqdm
 from model.degradations import apply_case
 from model.inference import restore_array
 from model.unfoldldm import UnfoldLDM
+from runtime.atomic_io import atomic_target
 from runtime.metrics import psnr, ssim
 
 METHODS = ("input", "nlm", "unfoldldm")
@@ -104,16 +103,10 @@ def format_table(results: Sequence[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the temp path
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_target(path) as tmp:
+        write(tmp)
 
 
 def write_csv(results: Sequence[CaseResult], path: Path) -> None:
@@ -147,7 +140,9 @@ def write_grid(results: Sequence[CaseResult], path: Path, tile: int = 160) -> No
             cells.append(cell)
         rows.append(np.hstack(cells))
     width = max(row.shape[1] for row in rows)
-    grid = np.vstack([cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3) for r in rows])
+    grid = np.vstack(
+        [cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3) for r in rows]
+    )
 
     def write(tmp: Path) -> None:
         if not cv2.imwrite(str(tmp), grid):
