@@ -19,7 +19,7 @@ from tqdm import tqdm
 from model.degradations import apply_case
 from model.inference import restore_array
 from model.unfoldldm import UnfoldLDM
-from runtime.atomic_io import atomic_target
+from runtime.atomic_io import atomic_target, atomic_write_bytes
 from runtime.metrics import psnr, ssim
 
 METHODS = ("input", "nlm", "unfoldldm")
@@ -144,8 +144,8 @@ def write_grid(results: Sequence[CaseResult], path: Path, tile: int = 160) -> No
         [cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3) for r in rows]
     )
 
-    def write(tmp: Path) -> None:
-        if not cv2.imwrite(str(tmp), grid):
-            raise OSError(f"could not write {path}")
-
-    _atomic_write(path, write)
+    ok, encoded = cv2.imencode(".png", grid)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, encoded.tobytes())
