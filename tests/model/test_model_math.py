@@ -132,3 +132,13 @@ def test_pad_multiple_covers_unet_and_decomposed_grid() -> None:
     with pytest.raises(RuntimeError):
         with torch.no_grad():
             model(torch.rand(1, 3, 4 * m + 1, 4 * m + 1), torch.zeros(1, model.config.prior_dim))
+
+
+def test_edge_stays_inside_its_compute_budget() -> None:
+    from model.complexity import describe
+
+    row = describe(named_config("edge"))
+    assert row["gmac_256x256"] <= 7.0, row
+    assert row["gmac_1280x720"] <= 130.0, row
+    # The counter must see the model's real work: a bigger config costs more.
+    assert describe(named_config("small"), sizes=((256, 256),))["gmac_256x256"] > row["gmac_256x256"]
