@@ -1,0 +1,275 @@
+"""Where restored frames go: a video file, an image sequence, a preview window, side by side.
+
+Every sink takes `write(output_rgb, input_rgb)` (both float32 RGB HxWx3 in [0, 1]; the input
+is there for `SideBySide`) and `close()`. `run_video` calls both from its output thread and
+always closes, on Ctrl-C and on errors too, so that what was restored so far is kept:
+
+- `VideoFileSink` writes to a hidden temporary file in the target folder and renames it to the
+  final name on `close()`; the container is only complete (an .mp4 only playable) once the
+  writer is released, so a run that ends any way but a hard kill leaves a playable file, and
+  an unfinished file is never found under the final name.
+- `ImageSequenceSink` writes each image atomically (`runtime.image_io.write_image`).
+- `PreviewSink` shows the output; 'q' or Esc (or closing the window) sets `wants_stop`, which
+  the loop reads after every frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.atomic_io import temporary_sibling
+from runtime.errors import InputError, ShapeError
+from runtime.image_io import IMAGE_EXTENSIONS, Image, write_image
+
+log = logging.getLogger(__name__)
+
+# Codec per container. mp4v (MPEG-4 part 2) and MJPG are in every FFmpeg build OpenCV ships
+# with; H.264 encoders usually are not (pip wheels lack libx264). FFV1 is lossless, so .mkv is
+# the choice when the restored video will be measured or edited further.
+FOURCC_BY_EXTENSION: dict[str, str] = {
+    ".mp4": "mp4v",
+    ".m4v": "mp4v",
+    ".mov": "mp4v",
+    ".avi": "MJPG",
+    ".mkv": "FFV1",
+}
+
+
+def rgb_float_to_bgr8(rgb: np.ndarray) -> np.ndarray:
+    """float RGB in [0, 1] (values outside are clipped) as the uint8 BGR OpenCV writes."""
+    pixels = np.rint(np.clip(rgb, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+
+
+def _check_frame(rgb: np.ndarray, size: tuple[int, int] | None, where: str) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ShapeError(f"{where}: a frame must be HxWx3 RGB, got shape {rgb.shape}")
+    if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
+        raise ShapeError(
+            f"{where}: frame is {rgb.shape[1]}x{rgb.shape[0]}, the sink was opened for {size[0]}x{size[1]}"
+        )
+
+
+class FrameSink(ABC):
+    """A destination for restored frames. `wants_stop` lets a sink ask the loop to end."""
+
+    @abstractmethod
+    def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
+        """Store or show one restored frame; `input_rgb` is the frame it was restored from."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish the output (idempotent)."""
+
+    @property
+    def wants_stop(self) -> bool:
+        return False
+
+    def __enter__(self) -> FrameSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class VideoFileSink(FrameSink):
+    """A video file at `fps`, frames of `size` = (width, height).
+
+    The codec follows the extension (`FOURCC_BY_EXTENSION`) unless `fourcc` is given. Raises
+    `InputError` at construction for an unknown extension, a missing folder or a writer that
+    cannot be opened (codec not in this OpenCV build). When no frame was written, `close()`
+    leaves no file (a video with no frames is not playable) and logs a warning.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fps: float,
+        size: tuple[int, int],
+        fourcc: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        extension = self.path.suffix.lower()
+        if fourcc is None:
+            if extension not in FOURCC_BY_EXTENSION:
+                raise InputError(
+                    f"{self.path}: unsupported video extension {self.path.suffix!r} "
+                    f"(use one of {', '.join(FOURCC_BY_EXTENSION)})"
+                )
+            fourcc = FOURCC_BY_EXTENSION[extension]
+        if len(fourcc) != 4:
+            raise InputError(f"{self.path}: a fourcc has four characters, got {fourcc!r}")
+        if not (fps > 0 and np.isfinite(fps)):
+            raise InputError(f"{self.path}: frame rate must be positive, got {fps}")
+        width, height = size
+        if width <= 0 or height <= 0:
+            raise InputError(f"{self.path}: frame size must be positive, got {width}x{height}")
+        if not self.path.parent.is_dir():
+            raise InputError(f"{self.path}: output folder {self.path.parent} does not exist")
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a folder, not a video file name")
+        self.fps = float(fps)
+        self.size = (int(width), int(height))
+        self.fourcc = fourcc
+        self.frames_written = 0
+        # The temporary name must end with the real extension: FFmpeg picks the container from it.
+        hidden = temporary_sibling(self.path)
+        if hidden.suffix != self.path.suffix:
+            hidden = hidden.with_name(hidden.name + self.path.suffix)
+        self._temporary = hidden
+        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(
+            str(self._temporary), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size
+        )
+        if not self._writer.isOpened():
+            self._writer.release()
+            self._writer = None
+            self._temporary.unlink(missing_ok=True)
+            raise InputError(
+                f"{self.path}: cannot open a video writer ({fourcc} in {extension or 'no container'}; "
+                "is the folder writable and the codec in this OpenCV build?)"
+            )
+
+    def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
+        if self._writer is None:
+            raise InputError(f"{self.path}: written after close()")
+        _check_frame(output_rgb, self.size, str(self.path))
+        self._writer.write(rgb_float_to_bgr8(output_rgb))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            writer.release()
+            if self.frames_written == 0:
+                log.warning("%s: no frame was written, so no file was made", self.path)
+                return
+            os.replace(self._temporary, self.path)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot be written ({exc.strerror or exc})") from exc
+        finally:
+            self._temporary.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"VideoFileSink({str(self.path)!r}, fps={self.fps:.3g}, size={self.size}, fourcc={self.fourcc!r})"
+
+
+class ImageSequenceSink(FrameSink):
+    """One image per frame in `folder` (made if missing), named `pattern % n` from `start`.
+
+    `pattern` is a file name with one printf integer, e.g. "%06d.png"; the extension picks the
+    format (8-bit). Each image is written atomically.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], pattern: str = "%06d.png", start: int = 1) -> None:
+        self.folder = Path(folder)
+        if Path(pattern).name != pattern:
+            raise InputError(f"{pattern}: the pattern is a file name, without folders")
+        try:
+            first = pattern % start
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{pattern}: needs exactly one %d-style number (e.g. %06d.png)") from exc
+        if first == pattern % (start + 1):
+            raise InputError(f"{pattern}: needs exactly one %d-style number (e.g. %06d.png)")
+        if Path(first).suffix.lower() not in IMAGE_EXTENSIONS:
+            raise InputError(f"{pattern}: unsupported image extension (use one of {', '.join(IMAGE_EXTENSIONS)})")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{self.folder}: cannot make the output folder ({exc.strerror or exc})") from exc
+        self.pattern = pattern
+        self.next_number = start
+        self.frames_written = 0
+
+    def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
+        path = self.folder / (self.pattern % self.next_number)
+        _check_frame(output_rgb, None, str(path))
+        rgb = np.ascontiguousarray(output_rgb, dtype=np.float32)
+        write_image(path, Image(rgb=rgb, alpha=None, bit_depth=8, grey=False))
+        self.next_number += 1
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Nothing to finish: every image is complete once written."""
+
+
+class PreviewSink(FrameSink):
+    """An OpenCV window showing each frame; 'q', Esc or closing the window sets `wants_stop`.
+
+    Every HighGUI call happens in the thread that calls `write()` and `close()` (the loop's
+    output thread), which is what OpenCV's Qt and GTK back ends expect. On Linux without a
+    display (no DISPLAY or WAYLAND_DISPLAY) construction raises `InputError`, because Qt would
+    abort the whole process instead of raising.
+    """
+
+    def __init__(self, window_name: str = "UnfoldLDM-Edge") -> None:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError("no display for the preview window (DISPLAY is not set); run without the preview")
+        self.window_name = window_name
+        self._shown = False
+        self._stop = False
+        # Whether this HighGUI back end reports WND_PROP_VISIBLE (those that do not say -1).
+        self._reports_visibility: bool | None = None
+
+    @property
+    def wants_stop(self) -> bool:
+        return self._stop
+
+    def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
+        _check_frame(output_rgb, None, f"preview {self.window_name!r}")
+        try:
+            cv2.imshow(self.window_name, rgb_float_to_bgr8(output_rgb))
+            key = cv2.waitKey(1) & 0xFF
+            visible = cv2.getWindowProperty(self.window_name, cv2.WND_PROP_VISIBLE)
+        except cv2.error as exc:
+            raise InputError(
+                f"the preview window cannot be shown ({str(exc).strip().splitlines()[-1]}); "
+                "this OpenCV build may have no GUI"
+            ) from exc
+        self._shown = True
+        if self._reports_visibility is None:  # just shown: it is visible unless not reported
+            self._reports_visibility = visible >= 1
+        closed = self._reports_visibility and visible < 1
+        if key in (ord("q"), ord("Q"), 27) or closed:
+            self._stop = True
+
+    def close(self) -> None:
+        if self._shown:
+            self._shown = False
+            cv2.destroyWindow(self.window_name)
+            cv2.waitKey(1)
+
+
+class SideBySide(FrameSink):
+    """Wraps a sink so it gets input | output side by side (twice the width).
+
+    Open the wrapped sink for `SideBySide.output_size(source.size)`.
+    """
+
+    def __init__(self, sink: FrameSink) -> None:
+        self.sink = sink
+
+    @staticmethod
+    def output_size(size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of the combined frame for frames of `size`."""
+        return (2 * size[0], size[1])
+
+    @property
+    def wants_stop(self) -> bool:
+        return self.sink.wants_stop
+
+    def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
+        if output_rgb.shape != input_rgb.shape:
+            raise ShapeError(f"side by side needs equal shapes, got input {input_rgb.shape}, output {output_rgb.shape}")
+        self.sink.write(np.concatenate([input_rgb, output_rgb], axis=1), input_rgb)
+
+    def close(self) -> None:
+        self.sink.close()
