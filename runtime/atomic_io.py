@@ -20,7 +20,7 @@ def temporary_sibling(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_target(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on any error it is removed.
 
     For writers that insist on a file name (torch.onnx.export, torch.export.save)::
@@ -30,6 +30,8 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     temporary = temporary_sibling(path)
+    if suffix:  # for writers that check the extension (torch.export.save wants ".pt2")
+        temporary = temporary.with_name(temporary.name + suffix)
     try:
         yield temporary
         if not temporary.is_file():

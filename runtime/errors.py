@@ -38,3 +38,7 @@ class BackendUnavailable(UnfoldError):
 
 class ShapeError(UnfoldError):
     """A tensor or frame shape the model or engine cannot take."""
+
+
+class InferenceError(UnfoldError):
+    """A backend failed while running a graph it had opened (out of memory, driver error)."""

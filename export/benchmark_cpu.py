@@ -1,0 +1,272 @@
+"""CPU benchmark of an exported model: PyTorch eager against the ONNX Runtime pipeline.
+
+    python export/benchmark_cpu.py                       # artifacts/edge/ and the shipped checkpoint
+    python export/benchmark_cpu.py --artifacts DIR --checkpoint PT --repeats 5 --json out.json
+
+Prints, in one run:
+  1. the machine's measured FP32 peak: the best of a large sgemm in numpy and in torch
+     (a measurement, not a datasheet figure: it is what a well-tuned kernel reaches here);
+  2. PyTorch eager (the checkpoint's model) against the ONNX Runtime pipeline (padding, stage
+     loop, cropping: `runtime.Pipeline`) at 1280x720 (--size), the speed-up, and the pipeline's
+     achieved GFLOP/s (2 x the model's MACs from `model.complexity.inference_gmac`) as a
+     fraction of that peak;
+  3. at 256x256, the pipeline's end-to-end time per frame against the sum of its graph times
+     (time inside session.run), i.e. the Python orchestration overhead in ms and percent.
+Times are medians over --repeats runs after one warm-up run. The load average is printed
+because another job on the machine skews every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.checkpoint import load_model
+from model.complexity import inference_gmac
+from runtime.atomic_io import atomic_write_bytes
+from runtime.errors import InputError, ManifestError, UnfoldError
+from runtime.manifest import load_manifest, sha256_file
+from runtime.pipeline import Pipeline, sampler_noise
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
+DEFAULT_CHECKPOINT = REPO / "model" / "weights" / "edge_interim.pt"
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from exc
+    return width, height
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="benchmark_cpu.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        help="artifacts folder holding manifest.json (default: artifacts/edge/ in the repository)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=DEFAULT_CHECKPOINT,
+        help="checkpoint the artifacts were exported from, for the PyTorch eager run and the MAC count "
+        "(default: model/weights/edge_interim.pt); its sha256 must match the manifest's source",
+    )
+    p.add_argument("--threads", type=int, help="threads for torch, numpy's sgemm and ONNX Runtime (default: all cores)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure after one warm-up (default: 3)")
+    p.add_argument(
+        "--frames", type=int, default=20, help="frames timed at 256x256 for the overhead figure (default: 20)"
+    )
+    p.add_argument(
+        "--size",
+        type=_size,
+        default=(1280, 720),
+        metavar="WxH",
+        help="frame size of the eager-vs-pipeline and GFLOP/s figures (default: 1280x720)",
+    )
+    p.add_argument(
+        "--sgemm-size", type=int, default=4096, help="matrix size of the sgemm that measures the peak (default: 4096)"
+    )
+    p.add_argument("--json", type=Path, help="also write every figure and the environment to this JSON file")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    return p
+
+
+def _median_time(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure_peak(threads: int, size: int = 4096, repeats: int = 3) -> dict[str, float]:
+    """FP32 GFLOP/s of a size x size sgemm in numpy (BLAS) and torch: the best of `repeats`."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    flops = 2.0 * size**3
+    out = np.empty_like(a)
+    numpy_best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats + 1))
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    tout = torch.empty_like(ta)
+    torch_best = min(_timed(lambda: torch.mm(ta, tb, out=tout)) for _ in range(repeats + 1))
+    return {
+        "sgemm_size": size,
+        "numpy_sgemm_gflops": flops / numpy_best / 1e9,
+        "torch_sgemm_gflops": flops / torch_best / 1e9,
+    }
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _frame(height: int, width: int) -> np.ndarray:
+    """A smooth test frame with noise, float32 HxWx3 in [0, 1] (content does not change the cost)."""
+    rng = np.random.default_rng(0)
+    coarse = rng.random((height // 16 + 1, width // 16 + 1, 3), dtype=np.float32)
+    ys = np.linspace(0, coarse.shape[0] - 1, height).astype(int)
+    xs = np.linspace(0, coarse.shape[1] - 1, width).astype(int)
+    frame = coarse[ys][:, xs] + 0.1 * rng.standard_normal((height, width, 3), dtype=np.float32)
+    return np.ascontiguousarray(frame.clip(0, 1), dtype=np.float32)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    manifest = load_manifest(args.artifacts)
+    if not args.checkpoint.is_file():
+        raise InputError(f"{args.checkpoint}: checkpoint not found (pass --checkpoint PT)")
+    if sha256_file(args.checkpoint) != manifest.source.sha256:
+        raise ManifestError(
+            f"{args.artifacts}: exported from another checkpoint than {args.checkpoint} (source.sha256 differs); "
+            "re-export or pass the matching --checkpoint"
+        )
+    model, _ = load_model(args.checkpoint)
+    env = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "load_average_1min": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "model": manifest.model_config.get("name"),
+        "checkpoint": args.checkpoint.name,
+    }
+    import onnxruntime
+
+    env["onnxruntime"] = onnxruntime.__version__
+    result: dict[str, Any] = {"environment": env}
+
+    peak = measure_peak(threads, args.sgemm_size)
+    peak_gflops = max(peak["numpy_sgemm_gflops"], peak["torch_sgemm_gflops"])
+    result["peak"] = {**peak, "peak_gflops": peak_gflops}
+
+    width, height = args.size
+    frame = _frame(height, width)
+    noise = torch.from_numpy(sampler_noise(manifest)) if manifest.sampler else torch.zeros(1, manifest.prior_dim)
+    y = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None]
+
+    def eager() -> None:
+        with torch.inference_mode():
+            model(y, noise)
+
+    eager_s = _median_time(eager, args.repeats)
+    with Pipeline.from_manifest(args.artifacts, backend="onnxruntime", device="cpu", threads=threads) as pipeline:
+        pipeline.backend.record_timings = True
+        ort_s = _median_time(lambda: pipeline.restore(frame), args.repeats)
+        per_graph_large = {n: statistics.median(t) for n, t in pipeline.backend.timings.items()}
+        pipeline.backend.reset_timings()
+
+        small = _frame(256, 256)
+        pipeline.restore(small)  # warm-up at this size
+        pipeline.backend.reset_timings()
+        overheads, totals = [], []
+        for _ in range(args.frames):
+            before = sum(sum(t) for t in pipeline.backend.timings.values())
+            start = time.perf_counter()
+            pipeline.restore(small)
+            total = time.perf_counter() - start
+            graphs = sum(sum(t) for t in pipeline.backend.timings.values()) - before
+            totals.append(total)
+            overheads.append(total - graphs)
+    gmac = inference_gmac(model, height, width)
+    achieved = 2 * gmac / ort_s
+    result["large"] = {
+        "size": f"{width}x{height}",
+        "pytorch_eager_s": eager_s,
+        "onnxruntime_pipeline_s": ort_s,
+        "speedup": eager_s / ort_s,
+        "gmac": gmac,
+        "achieved_gflops": achieved,
+        "fraction_of_peak": achieved / peak_gflops,
+        "per_graph_s": per_graph_large,
+    }
+    end_to_end = statistics.median(totals)
+    overhead = statistics.median(overheads)
+    result["256x256"] = {
+        "end_to_end_ms": end_to_end * 1e3,
+        "sum_of_graphs_ms": (end_to_end - overhead) * 1e3,
+        "overhead_ms": overhead * 1e3,
+        "overhead_fraction": overhead / end_to_end,
+    }
+    return result
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def report(result: dict[str, Any]) -> str:
+    env, peak, hd, small = result["environment"], result["peak"], result["large"], result["256x256"]
+    lines = [
+        f"machine: {env['cpu']}, {env['cores']} cores, {env['threads']} threads, "
+        f"load average {env['load_average_1min']:.2f} | torch {env['torch']}, "
+        f"onnxruntime {env['onnxruntime']}, numpy {env['numpy']}",
+        f"model: {env['model']} from {env['checkpoint']}",
+        f"FP32 peak (measured, {peak['sgemm_size']}^3 sgemm): numpy {peak['numpy_sgemm_gflops']:.1f} GFLOP/s, "
+        f"torch {peak['torch_sgemm_gflops']:.1f} GFLOP/s -> peak {peak['peak_gflops']:.1f} GFLOP/s",
+        f"{hd['size']}: PyTorch eager {hd['pytorch_eager_s']:.2f} s, "
+        f"ONNX Runtime pipeline {hd['onnxruntime_pipeline_s']:.2f} s -> {hd['speedup']:.2f}x (goal >= 2x)",
+        f"{hd['size']}: {hd['gmac']:.1f} GMAC = {2 * hd['gmac']:.1f} GFLOP per frame -> "
+        f"{hd['achieved_gflops']:.1f} GFLOP/s, {100 * hd['fraction_of_peak']:.1f}% of the measured peak (goal >= 25%)",
+        f"{hd['size']} per graph (s): " + ", ".join(f"{n} {t:.2f}" for n, t in hd["per_graph_s"].items()),
+        f"256x256: end to end {small['end_to_end_ms']:.1f} ms per frame, graphs {small['sum_of_graphs_ms']:.1f} ms, "
+        f"orchestration overhead {small['overhead_ms']:.2f} ms = {100 * small['overhead_fraction']:.2f}% (goal <= 5%)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.threads is not None and args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        if args.repeats < 1 or args.frames < 1 or args.sgemm_size < 1:
+            raise InputError("--repeats, --frames and --sgemm-size must be >= 1")
+        result = run(args)
+        if args.json:
+            try:
+                atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
+            except OSError as exc:
+                raise InputError(f"{args.json}: cannot be written ({exc.strerror or exc})") from exc
+    except UnfoldError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The Backend protocol: open, run(graph, feeds) -> outputs, close; a context manager.
+
+A backend opens every graph the manifest's stage plan uses and runs them by name. Feeds and
+outputs are the backend's own tensors (numpy arrays on the CPU, torch tensors, ONNX Runtime
+OrtValues on a GPU), so stage outputs can stay on the device between graphs; `upload` and
+`download` cross to and from numpy. Validation lives in the public `run`, the work in `_run`.
+
+Backends import their heavy library (torch, onnxruntime, tensorrt) inside `check_available`
+and `_open`, never at module import time, so `runtime/` imports on a machine that lacks them.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from runtime.errors import BackendUnavailable, InputError, ShapeError
+from runtime.manifest import BATCH, HEIGHT, WIDTH, Manifest, TensorSpec
+
+DEVICES = ("cpu", "cuda")
+
+
+class Backend(ABC):
+    """Runs the graphs of one manifest on one device at one precision."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self, manifest: Manifest, device: str = "cpu", precision: str = "fp32", threads: int | None = None
+    ) -> None:
+        if device not in DEVICES:
+            raise InputError(f"unknown device {device!r} (use one of {', '.join(DEVICES)})")
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}")
+        self.manifest = manifest
+        self.device = device
+        self.precision = precision
+        self.threads = threads
+        self.is_open = False
+        # Seconds spent inside each graph's `_run` (the graph itself, without validation), when
+        # `record_timings` is on; the benchmark uses it to measure orchestration overhead.
+        self.record_timings = False
+        self.timings: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    @abstractmethod
+    def check_available(cls, device: str) -> None:
+        """Raise BackendUnavailable, with the reason, if this backend cannot run on `device` here."""
+
+    def open(self) -> Backend:
+        """Check availability and open every graph the stage plan uses (idempotent)."""
+        if not self.is_open:
+            self.check_available(self.device)
+            try:
+                self._open(self.manifest.graphs_in_use())
+            except BaseException:
+                self._close()  # release the graphs opened before the failure, then re-raise
+                raise
+            self.is_open = True
+        return self
+
+    def close(self) -> None:
+        if self.is_open:
+            self._close()
+            self.is_open = False
+
+    def __enter__(self) -> Backend:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device} ({self.precision})"
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run `graph` on `feeds` (input name -> tensor); returns output name -> tensor."""
+        if not self.is_open:
+            raise BackendUnavailable(f"{self.name} backend is not open (call open() or use it in a with block)")
+        spec = self.manifest.graph(graph)
+        self._validate(graph, spec.inputs, feeds)
+        if not self.record_timings:
+            return self._run(graph, feeds)
+        self._synchronize()
+        start = time.perf_counter()
+        outputs = self._run(graph, feeds)
+        self._synchronize()
+        self.timings.setdefault(graph, []).append(time.perf_counter() - start)
+        return outputs
+
+    def reset_timings(self) -> None:
+        self.timings = {}
+
+    def _validate(self, graph: str, specs: tuple[TensorSpec, ...], feeds: Mapping[str, Any]) -> None:
+        expected = [s.name for s in specs]
+        if sorted(feeds) != sorted(expected):
+            raise ShapeError(f"graph {graph!r} takes inputs {expected}, got {sorted(feeds)}")
+        bound: dict[str, int] = {}
+        for spec in specs:
+            shape, dtype = self._describe(feeds[spec.name])
+            if dtype != spec.dtype:
+                raise ShapeError(f"graph {graph!r} input {spec.name!r} must be {spec.dtype}, got {dtype}")
+            if len(shape) != len(spec.shape):
+                raise ShapeError(
+                    f"graph {graph!r} input {spec.name!r} must have {len(spec.shape)} dimensions "
+                    f"{list(spec.shape)}, got shape {list(shape)}"
+                )
+            for dim, size in zip(spec.shape, shape, strict=True):
+                if isinstance(dim, int):
+                    if size != dim:
+                        raise ShapeError(
+                            f"graph {graph!r} input {spec.name!r} has shape {list(shape)}, expected {list(spec.shape)}"
+                        )
+                    continue
+                if bound.setdefault(dim, size) != size:
+                    raise ShapeError(
+                        f"graph {graph!r} input {spec.name!r}: {dim} is {size}, but another input has {bound[dim]}"
+                    )
+        multiple, smallest = self.manifest.pad_multiple, self.manifest.min_size
+        if bound.get(BATCH, 1) < 1:
+            raise ShapeError(f"graph {graph!r}: batch must be >= 1")
+        for dim in (HEIGHT, WIDTH):
+            if dim in bound and (bound[dim] % multiple or bound[dim] < smallest):
+                raise ShapeError(
+                    f"graph {graph!r}: {dim} {bound[dim]} must be a multiple of {multiple} and at least {smallest} "
+                    "(pad the frame first)"
+                )
+
+    # ------------------------------------------------------------------ backend specifics
+
+    @abstractmethod
+    def _open(self, graphs: list[str]) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _describe(self, tensor: Any) -> tuple[tuple[int, ...], str]:
+        """(shape, dtype name as in the manifest) of one of this backend's tensors."""
+
+    @abstractmethod
+    def upload(self, array: np.ndarray) -> Any:
+        """A numpy array as this backend's tensor, on its device."""
+
+    @abstractmethod
+    def download(self, tensor: Any) -> np.ndarray:
+        """One of this backend's tensors as a numpy array on the host."""
+
+    def _synchronize(self) -> None:
+        """Wait for queued device work (for honest timings); nothing to do on the CPU."""
+        return None

@@ -1,0 +1,89 @@
+"""Choosing a backend: an explicit fallback order, resolved once when the pipeline opens.
+
+A candidate is (backend name, device). `open_backend` tries them in order and moves on only
+when a candidate raises BackendUnavailable (library or device missing); each skip is logged.
+Any other error (a bad manifest, a graph that fails to load) stops the search: falling back
+would hide it. Once a backend is open it is used for every frame; nothing falls back mid-stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from runtime.backends.base import DEVICES, Backend
+from runtime.errors import BackendUnavailable, InputError
+from runtime.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+# GPU first, then the CPU; ONNX Runtime before torch on each device (faster, and torch may be absent).
+DEFAULT_ORDER: tuple[tuple[str, str], ...] = (
+    ("tensorrt", "cuda"),
+    ("onnxruntime", "cuda"),
+    ("torch", "cuda"),
+    ("onnxruntime", "cpu"),
+    ("torch", "cpu"),
+)
+
+
+def create_backend(
+    name: str, manifest: Manifest, device: str, precision: str = "fp32", threads: int | None = None
+) -> Backend:
+    """An unopened backend; importing its module does not import its library."""
+    if name == "onnxruntime":
+        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(manifest, device, precision, threads)
+    if name == "torch":
+        from runtime.backends.torch_backend import TorchBackend
+
+        return TorchBackend(manifest, device, precision, threads)
+    if name == "tensorrt":
+        from runtime.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(manifest, device, precision, threads)
+    raise InputError(f"unknown backend {name!r} (use one of {', '.join(BACKEND_NAMES)})")
+
+
+def candidate_order(backends: Sequence[str] | None = None, device: str | None = None) -> list[tuple[str, str]]:
+    """The candidates for a request: `backends` in the given order (None: all, default order),
+    each on `device` (None: CUDA first, then CPU). TensorRT runs on CUDA only."""
+    for name in backends or ():
+        if name not in BACKEND_NAMES:
+            raise InputError(f"unknown backend {name!r} (use one of {', '.join(BACKEND_NAMES)})")
+    if device is not None and device not in DEVICES:
+        raise InputError(f"unknown device {device!r} (use one of {', '.join(DEVICES)})")
+    if backends:
+        devices = [device] if device else ["cuda", "cpu"]
+        order = [(b, d) for b in backends for d in devices if not (b == "tensorrt" and d == "cpu")]
+    else:
+        order = [(b, d) for b, d in DEFAULT_ORDER if device in (None, d)]
+    if not order:
+        raise InputError("the tensorrt backend needs --device cuda")
+    return order
+
+
+def open_backend(
+    manifest: Manifest,
+    candidates: Sequence[tuple[str, str]],
+    precision: str = "fp32",
+    threads: int | None = None,
+) -> Backend:
+    """Open the first available candidate; BackendUnavailable listing every reason if none is."""
+    reasons: list[str] = []
+    for name, device in candidates:
+        backend = create_backend(name, manifest, device, precision, threads)
+        try:
+            backend.open()
+        except BackendUnavailable as exc:
+            log.info("backend %s on %s unavailable (%s); trying the next one", name, device, exc)
+            reasons.append(f"{name} on {device}: {exc}")
+            continue
+        if reasons:
+            log.info("using backend %s on %s", name, device)
+        return backend
+    if len(reasons) == 1:
+        raise BackendUnavailable(reasons[0])
+    raise BackendUnavailable("no backend could be opened: " + "; ".join(reasons))

@@ -1,0 +1,199 @@
+"""The restoration pipeline: padding, the stage loop over the exported graphs, tiling, cropping.
+
+Per stage k (from the manifest's stage plan), with x_0 = y::
+
+    v = gradient_k(x, y)                      graph "stage{k}_gd"
+    z = prior(v, noise, stage index)          graph "prior" (zeros when the model has none)
+    x = proximal_k(v, z)                      graph "stage{k}_prox"
+
+Padding to the model multiple (reflect, bottom and right) and cropping back happen here,
+outside the graphs. The sampler's starting noise is drawn once, on the host, by the rule the
+manifest records (`NOISE_RULE`), and broadcast over the batch.
+
+Tiling (`tile=N`) is stage-synchronous: every stage runs its gradient half tile by tile, the
+tiles are blended into a whole-frame v_k, the prior graph runs once on that whole frame (the
+prior is a global property of the image, so all tiles share it, exactly as in the whole-frame
+run), then the proximal half runs tile by tile and is blended into x_k. Each stage therefore
+starts from a seamless frame. What tiling still changes is what the graphs see inside a tile
+(the decomposed W X M operator and the channel attention are per tile, not per frame); the
+tests measure that cost on real photographs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from runtime.backends.base import Backend
+from runtime.backends.select import candidate_order, open_backend
+from runtime.errors import InputError, ShapeError
+from runtime.manifest import Manifest, Stage, load_manifest
+from runtime.tiling import Blender, check_tiling, plan_tiles
+
+NOISE_RULE = (
+    "numpy.random.default_rng(noise_seed).standard_normal(noise_shape, dtype=numpy.float32), broadcast over the batch"
+)
+DEFAULT_TILE_OVERLAP = 32
+
+
+def sampler_noise(manifest: Manifest) -> np.ndarray | None:
+    """The sampler's starting noise (1, prior_dim) by NOISE_RULE; None when there is no prior."""
+    if manifest.sampler is None:
+        return None
+    rng = np.random.default_rng(manifest.sampler.noise_seed)
+    return rng.standard_normal(manifest.sampler.noise_shape, dtype=np.float32)
+
+
+def padded_size(height: int, width: int, multiple: int, min_size: int) -> tuple[int, int]:
+    """The graph input size for a frame: up to the next multiple, and at least `min_size`."""
+    if height < multiple or width < multiple:
+        raise ShapeError(
+            f"frame {width}x{height} is smaller than the model multiple {multiple}: "
+            f"the model needs at least {multiple}x{multiple} pixels"
+        )
+
+    def up(n: int) -> int:
+        return max(-(-n // multiple) * multiple, min_size)
+
+    return up(height), up(width)
+
+
+def pad_nchw(batch: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pad (N, C, h, w) at the bottom and right to (N, C, height, width)."""
+    _, _, h, w = batch.shape
+    if (h, w) == (height, width):
+        return batch
+    return np.pad(batch, ((0, 0), (0, 0), (0, height - h), (0, width - w)), mode="reflect")
+
+
+class Pipeline:
+    """Restores frames with one opened backend; use `from_manifest` to build one."""
+
+    def __init__(
+        self, manifest: Manifest, backend: Backend, tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP
+    ) -> None:
+        if tile:
+            check_tiling(tile, tile_overlap, manifest.pad_multiple, manifest.min_size)
+        self.manifest = manifest
+        self.backend = backend
+        self.tile = tile or None
+        self.tile_overlap = tile_overlap
+        self._noise = sampler_noise(manifest)
+        self._constants: dict[int, dict[str, Any]] = {}  # per batch size: uploaded noise, stage, zero z
+
+    @classmethod
+    def from_manifest(
+        cls,
+        artifacts: str | os.PathLike[str],
+        backend: str | Sequence[str] | None = None,
+        device: str | None = None,
+        precision: str = "fp32",
+        threads: int | None = None,
+        tile: int | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        verify: bool = True,
+    ) -> Pipeline:
+        """Read `<artifacts>/manifest.json` (checking every file's sha256 when `verify`) and
+        open the first available backend among `backend` (a name, names in order of preference,
+        or None for the default order: TensorRT, ONNX Runtime, torch; GPU before CPU)."""
+        manifest = load_manifest(artifacts, verify=verify)
+        names = [backend] if isinstance(backend, str) else backend
+        opened = open_backend(manifest, candidate_order(names, device), precision, threads)
+        try:
+            return cls(manifest, opened, tile, tile_overlap)
+        except BaseException:
+            opened.close()
+            raise
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ frames
+
+    def restore(self, image: np.ndarray) -> np.ndarray:
+        """Restore one float32 HxWx3 RGB frame in [0, 1]; returns the same shape, clipped to [0, 1]."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3:
+            raise ShapeError(f"expected an HxWx3 image, got {getattr(image, 'shape', type(image).__name__)}")
+        return self.restore_batch(image[None])[0]
+
+    def restore_batch(self, frames: np.ndarray) -> np.ndarray:
+        """Restore float32 NxHxWx3 RGB frames in [0, 1] (one size); returns NxHxWx3 in [0, 1]."""
+        if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3:
+            raise ShapeError(f"expected NxHxWx3 frames, got {getattr(frames, 'shape', type(frames).__name__)}")
+        if frames.dtype != np.float32:
+            raise InputError(f"frames must be float32 in [0, 1], got {frames.dtype}")
+        if frames.shape[0] < 1:
+            raise ShapeError("empty batch")
+        _, h, w, _ = frames.shape
+        height, width = padded_size(h, w, self.manifest.pad_multiple, self.manifest.min_size)
+        y = pad_nchw(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)), height, width)
+        out = self.run(y)[:, :, :h, :w]
+        return np.clip(out.transpose(0, 2, 3, 1), 0.0, 1.0)
+
+    def run(self, y: np.ndarray) -> np.ndarray:
+        """The model on padded input (N, 3, H, W), H and W valid graph sizes; unclipped output."""
+        if y.ndim != 4 or y.shape[1] != 3:
+            raise ShapeError(f"expected (N, 3, H, W), got {y.shape}")
+        if self.tile and (y.shape[2] > self.tile or y.shape[3] > self.tile):
+            return self._run_tiled(np.ascontiguousarray(y, dtype=np.float32))
+        b = self.backend
+        y_dev = b.upload(np.ascontiguousarray(y, dtype=np.float32))
+        x = y_dev
+        for stage in self.manifest.stages:
+            v = b.run(stage.gradient, {"x": x, "y": y_dev})["v"]
+            z = self._prior(stage, v, y.shape[0])
+            x = b.run(stage.proximal, {"v": v, "z": z})["x"]
+        return b.download(x)
+
+    # ------------------------------------------------------------------ internals
+
+    def _batch_constants(self, batch: int) -> dict[str, Any]:
+        """Noise, stage indices and the zero prior for a batch size, uploaded once and reused."""
+        if batch not in self._constants:
+            b, m = self.backend, self.manifest
+            entry: dict[str, Any] = {}
+            if self._noise is not None:
+                entry["noise"] = b.upload(np.repeat(self._noise, batch, axis=0))
+                for stage in m.stages:
+                    entry[f"stage{stage.stage}"] = b.upload(np.full((batch,), stage.prior_stage_index, dtype=np.int64))
+            else:
+                entry["zeros"] = b.upload(np.zeros((batch, m.prior_dim), dtype=np.float32))
+            self._constants[batch] = entry
+        return self._constants[batch]
+
+    def _prior(self, stage: Stage, v: Any, batch: int) -> Any:
+        constants = self._batch_constants(batch)
+        if stage.prior is None:
+            return constants["zeros"]
+        feeds = {"v": v, "noise": constants["noise"], "stage": constants[f"stage{stage.stage}"]}
+        return self.backend.run(stage.prior, feeds)["z"]
+
+    def _run_tiled(self, y: np.ndarray) -> np.ndarray:
+        """Stage-synchronous tiling: tiles for the two halves, the prior on the whole frame."""
+        assert self.tile is not None
+        b = self.backend
+        n, c, h, w = y.shape
+        tiles = plan_tiles(h, w, self.tile, self.tile_overlap, self.manifest.pad_multiple)
+        x = y
+        for stage in self.manifest.stages:
+            blend = Blender(n, c, h, w, self.tile_overlap)
+            for t in tiles:
+                feeds = {"x": b.upload(x[:, :, t.rows, t.cols]), "y": b.upload(y[:, :, t.rows, t.cols])}
+                blend.add(t, b.download(b.run(stage.gradient, feeds)["v"]))
+            v = blend.result()
+            z = self._prior(stage, b.upload(v), n)
+            blend = Blender(n, c, h, w, self.tile_overlap)
+            for t in tiles:
+                feeds = {"v": b.upload(v[:, :, t.rows, t.cols]), "z": z}
+                blend.add(t, b.download(b.run(stage.proximal, feeds)["x"]))
+            x = blend.result()
+        return x

@@ -1,0 +1,62 @@
+"""Every command-line tool answers --help when run as a file from the repository root.
+
+Run as files, the tools have their own folder first on sys.path, so this also catches a module
+named after a dependency (DESIGN.md section 8). The tools are found, not listed: every module
+of the four packages with an `if __name__ == "__main__":` block. For the export and runtime
+tools listed in FLAGS, the help must show each flag, and every flag must carry a help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("model", "export", "runtime", "calibration")
+# Tools that must exist, and the flags their --help must show.
+FLAGS = {
+    "export/build_engines.py": [
+        "--checkpoint", "--name", "--out", "--opset", "--no-torch-programs", "--plain-graphs", "--check-size",
+        "--tolerance", "--threads",
+    ],
+    "runtime/restore.py": [
+        "INPUT", "--output", "--artifacts", "--backend", "--device", "--tile", "--tile-overlap", "--threads",
+    ],
+    "export/benchmark_cpu.py": [
+        "--artifacts", "--checkpoint", "--threads", "--repeats", "--frames", "--size", "--sgemm-size",
+    ],
+    "model/train.py": [],
+    "model/evaluate.py": [],
+}  # fmt: skip
+
+
+def _tools() -> list[str]:
+    found = {
+        path.relative_to(REPO).as_posix()
+        for package in PACKAGES
+        for path in (REPO / package).rglob("*.py")
+        if 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")
+    }
+    return sorted(found | set(FLAGS))
+
+
+@pytest.mark.parametrize("path", _tools())
+def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
+    assert (REPO / path).is_file(), f"{path} is missing"
+    result = subprocess.run([sys.executable, path, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
+    for flag in FLAGS.get(path, []):
+        assert flag in result.stdout, flag
+
+
+@pytest.mark.parametrize("module", ["export.build_engines", "runtime.restore", "export.benchmark_cpu"])
+def test_every_flag_has_a_help_text(module: str) -> None:
+    parser: argparse.ArgumentParser = importlib.import_module(module).build_parser()
+    for action in parser._actions:
+        assert action.help and action.help.strip(), f"{module}: {action.option_strings or action.dest} has no help"
