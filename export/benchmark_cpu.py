@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from export.cli_sizes import frame_size
 from model.checkpoint import load_model
 from model.complexity import inference_gmac
 from runtime.atomic_io import atomic_write_bytes
@@ -42,14 +43,6 @@ from runtime.pipeline import Pipeline, sampler_noise
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
 DEFAULT_CHECKPOINT = REPO / "model" / "weights" / "edge_interim.pt"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from exc
-    return width, height
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--size",
-        type=_size,
-        default=(1280, 720),
+        type=frame_size,
+        default=(720, 1280),
         metavar="WxH",
         help="frame size of the eager-vs-pipeline and GFLOP/s figures (default: 1280x720)",
     )
@@ -165,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peak_gflops = max(peak["numpy_sgemm_gflops"], peak["torch_sgemm_gflops"])
     result["peak"] = {**peak, "peak_gflops": peak_gflops}
 
-    width, height = args.size
+    height, width = args.size
     frame = _frame(height, width)
     noise = torch.from_numpy(sampler_noise(manifest)) if manifest.sampler else torch.zeros(1, manifest.prior_dim)
     y = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None]

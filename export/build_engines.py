@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 
 from export.build import BuildOptions, build_from_checkpoint
+from export.cli_sizes import frame_size
 from export.onnx_export import DEFAULT_OPSET, MAX_OPSET
 from runtime.errors import InputError, UnfoldError
 
@@ -30,14 +31,6 @@ DEFAULT_NAME = "edge"
 NOT_YET = (
     "TensorRT engines and INT8 calibration: not built yet (they arrive in a later release); ONNX and torch graphs only."
 )
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(part) for part in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x256, got {text!r}") from exc
-    return h, w
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,11 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--check-size",
-        type=_size,
+        type=frame_size,
         action="append",
-        metavar="HxW",
+        metavar="WxH",
         help="frame size for the per-graph parity check, repeatable, multiples of the model's pad multiple "
-        "(default: 48x80 at batch 2 and 256x256)",
+        "(default: 80x48 at batch 2 and 256x256)",
     )
     p.add_argument(
         "--tolerance",
