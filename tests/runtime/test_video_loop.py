@@ -31,15 +31,6 @@ NOISE_SIGMA = 20.0 / 255.0
 
 
 @pytest.fixture(scope="module")
-def clean(shared_data: Path) -> np.ndarray:
-    """The 47 walk frames as uint8 RGB, 240x160, stacked (47, 160, 240, 3)."""
-    files = sorted((shared_data / "video" / "vid4_walk").glob("*.png"))
-    assert len(files) == 47
-    frames = [cv2.resize(cv2.imread(str(f)), SIZE, interpolation=cv2.INTER_AREA) for f in files]
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
-
-
-@pytest.fixture(scope="module")
 def noisy(clean: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(1234)
     degraded = clean.astype(np.float32) / 255.0 + rng.normal(0.0, NOISE_SIGMA, clean.shape).astype(np.float32)

@@ -33,15 +33,6 @@ SIZE = (240, 160)  # (width, height)
 FPS = 24.0
 
 
-@pytest.fixture(scope="module")
-def clean(shared_data: Path) -> np.ndarray:
-    """The 47 walk frames as uint8 RGB, 240x160, stacked (47, 160, 240, 3)."""
-    files = sorted((shared_data / "video" / "vid4_walk").glob("*.png"))
-    assert len(files) == 47
-    frames = [cv2.resize(cv2.imread(str(f)), SIZE, interpolation=cv2.INTER_AREA) for f in files]
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
-
-
 def _encode(path: Path, frames_rgb: np.ndarray, fourcc: str, fps: float = FPS) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, SIZE)
     assert writer.isOpened()
