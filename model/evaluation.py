@@ -8,7 +8,8 @@ gives the best mean PSNR on the first few images of that case (an oracle choice 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from model.degradations import apply_case
 from model.inference import restore_array
 from model.unfoldldm import UnfoldLDM
-from runtime.atomic_io import atomic_target, atomic_write_bytes
+from runtime.atomic_io import atomic_write_bytes
 from runtime.metrics import psnr, ssim
 
 METHODS = ("input", "nlm", "unfoldldm")
@@ -103,24 +104,17 @@ def format_table(results: Sequence[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(path) as tmp:
-        write(tmp)
-
-
 def write_csv(results: Sequence[CaseResult], path: Path) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as f:
-            out = csv.writer(f)
-            out.writerow(["case", "method", "psnr_db", "ssim", "images", "nlm_strength"])
-            for r in results:
-                for m in METHODS:
-                    if r.scores[m]:
-                        p, s = r.mean(m)
-                        out.writerow([r.case, m, f"{p:.4f}", f"{s:.5f}", len(r.scores[m]), r.nlm_strength or ""])
-
-    _atomic_write(path, write)
+    text = io.StringIO()
+    out = csv.writer(text)
+    out.writerow(["case", "method", "psnr_db", "ssim", "images", "nlm_strength"])
+    for r in results:
+        for m in METHODS:
+            if r.scores[m]:
+                p, s = r.mean(m)
+                out.writerow([r.case, m, f"{p:.4f}", f"{s:.5f}", len(r.scores[m]), r.nlm_strength or ""])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.getvalue().encode())
 
 
 def write_grid(results: Sequence[CaseResult], path: Path, tile: int = 160) -> None:

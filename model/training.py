@@ -7,7 +7,6 @@ then fine-tunes everything but the teacher with the sampled prior, as at inferen
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -352,7 +351,7 @@ def _save(
         "batch_size": settings.batch_size,
     }
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    ema_state = {k: v.detach().cpu() for k, v in copy.copy(ema.shadow).items()}
+    ema_state = {k: v.detach().cpu() for k, v in ema.shadow.items()}
     save_checkpoint(
         path,
         Checkpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,3 +19,19 @@ def clean(shared_data: Path) -> np.ndarray:
     assert len(files) == 47
     frames = [cv2.resize(cv2.imread(str(f)), WALK_SIZE, interpolation=cv2.INTER_AREA) for f in files]
     return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
+
+
+@pytest.fixture(scope="session")
+def encode_clip() -> Callable[..., Path]:
+    """A function that writes RGB uint8 frames (N, H, W, 3) to a video file with OpenCV."""
+
+    def encode(path: Path, frames_rgb: np.ndarray, fourcc: str, fps: float = 24.0) -> Path:
+        height, width = frames_rgb.shape[1:3]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        assert writer.isOpened()
+        for frame in frames_rgb:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        return path
+
+    return encode

@@ -37,23 +37,14 @@ def noisy(clean: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(degraded, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _encode(path: Path, frames_rgb: np.ndarray, fourcc: str, fps: float = FPS) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, SIZE)
-    assert writer.isOpened()
-    for frame in frames_rgb:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+@pytest.fixture(scope="module")
+def noisy_avi(noisy: np.ndarray, tmp_path_factory: pytest.TempPathFactory, encode_clip) -> Path:
+    return encode_clip(tmp_path_factory.mktemp("clips") / "noisy.avi", noisy, "MJPG")
 
 
 @pytest.fixture(scope="module")
-def noisy_avi(noisy: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _encode(tmp_path_factory.mktemp("clips") / "noisy.avi", noisy, "MJPG")
-
-
-@pytest.fixture(scope="module")
-def noisy_mp4(noisy: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _encode(tmp_path_factory.mktemp("clips") / "noisy.mp4", noisy, "mp4v")
+def noisy_mp4(noisy: np.ndarray, tmp_path_factory: pytest.TempPathFactory, encode_clip) -> Path:
+    return encode_clip(tmp_path_factory.mktemp("clips") / "noisy.mp4", noisy, "mp4v")
 
 
 def _read_video(path: Path) -> tuple[list[np.ndarray], float, tuple[int, int]]:

@@ -33,15 +33,6 @@ SIZE = (240, 160)  # (width, height)
 FPS = 24.0
 
 
-def _encode(path: Path, frames_rgb: np.ndarray, fourcc: str, fps: float = FPS) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, SIZE)
-    assert writer.isOpened()
-    for frame in frames_rgb:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
 def _nearest(frame_rgb: np.ndarray, clean: np.ndarray) -> int:
     """Index of the clean frame closest to `frame_rgb` (float [0,1] or uint8), on a small grid."""
     small = cv2.resize(np.asarray(frame_rgb, np.float32), (60, 40), interpolation=cv2.INTER_AREA)
@@ -53,9 +44,9 @@ def _nearest(frame_rgb: np.ndarray, clean: np.ndarray) -> int:
 
 @pytest.mark.parametrize("name, fourcc", [("clip.avi", "MJPG"), ("clip.mp4", "mp4v")])
 def test_video_file_reports_its_properties_and_keeps_order(
-    tmp_path: Path, clean: np.ndarray, name: str, fourcc: str
+    tmp_path: Path, clean: np.ndarray, name: str, fourcc: str, encode_clip
 ) -> None:
-    path = _encode(tmp_path / name, clean, fourcc)
+    path = encode_clip(tmp_path / name, clean, fourcc)
     source = open_source(str(path))
     assert isinstance(source, VideoFileSource)
     assert source.fps == pytest.approx(FPS)
@@ -72,8 +63,8 @@ def test_video_file_reports_its_properties_and_keeps_order(
     assert source.decode_errors == 0 and source.reconnects == 0
 
 
-def test_fps_argument_overrides_the_container(tmp_path: Path, clean: np.ndarray) -> None:
-    path = _encode(tmp_path / "clip.avi", clean[:5], "MJPG")
+def test_fps_argument_overrides_the_container(tmp_path: Path, clean: np.ndarray, encode_clip) -> None:
+    path = encode_clip(tmp_path / "clip.avi", clean[:5], "MJPG")
     with open_source(path, fps=50.0) as source:
         assert source.fps == 50.0
     with pytest.raises(InputError, match="positive"):
@@ -81,9 +72,9 @@ def test_fps_argument_overrides_the_container(tmp_path: Path, clean: np.ndarray)
 
 
 def test_truncated_file_ends_cleanly_at_the_last_good_frame(
-    tmp_path: Path, clean: np.ndarray, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, clean: np.ndarray, caplog: pytest.LogCaptureFixture, encode_clip
 ) -> None:
-    whole = _encode(tmp_path / "whole.avi", clean, "MJPG").read_bytes()
+    whole = encode_clip(tmp_path / "whole.avi", clean, "MJPG").read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole[: int(len(whole) * 0.6)])
     with caplog.at_level(logging.WARNING, logger="runtime.video.sources"):
@@ -98,8 +89,8 @@ def test_truncated_file_ends_cleanly_at_the_last_good_frame(
         assert psnr(frame.rgb, clean[frame.index].astype(np.float32) / 255.0) > 28.0
 
 
-def test_mp4_cut_before_its_index_is_an_input_error(tmp_path: Path, clean: np.ndarray) -> None:
-    whole = _encode(tmp_path / "whole.mp4", clean[:10], "mp4v").read_bytes()
+def test_mp4_cut_before_its_index_is_an_input_error(tmp_path: Path, clean: np.ndarray, encode_clip) -> None:
+    whole = encode_clip(tmp_path / "whole.mp4", clean[:10], "mp4v").read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(InputError, match="cut.mp4: cannot be opened as a video"):
@@ -187,8 +178,8 @@ def test_gstreamer_pipeline_without_gstreamer_is_an_input_error() -> None:
         open_source("videotestsrc num-buffers=5 ! videoconvert ! appsink")
 
 
-def test_a_source_is_read_once(tmp_path: Path, clean: np.ndarray) -> None:
-    source = open_source(_encode(tmp_path / "clip.avi", clean[:3], "MJPG"))
+def test_a_source_is_read_once(tmp_path: Path, clean: np.ndarray, encode_clip) -> None:
+    source = open_source(encode_clip(tmp_path / "clip.avi", clean[:3], "MJPG"))
     assert len(list(source)) == 3
     with pytest.raises(InputError, match="read only once"):
         iter(source)
