@@ -1,8 +1,8 @@
 """Eager PyTorch inference on whole images: padding to the model multiple and the prior noise.
 
-The noise rule matches the exported pipeline's (recorded in the manifest): the sampler starts
-from `numpy.random.default_rng(noise_seed).standard_normal((1, prior_dim))`, the same for
-every image and every stage, so a restored image does not depend on what ran before it.
+The sampler's starting noise comes from the exported pipeline's own rule (`runtime.pipeline.
+noise_from_seed`, recorded in the manifest), the same for every image and every stage, so eager
+evaluation scores exactly what the exported graphs compute.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import torch.nn.functional as F
 
 from model.config import ModelConfig
 from model.unfoldldm import UnfoldLDM
+from runtime.pipeline import noise_from_seed
 
 
 def prior_noise(config: ModelConfig, batch: int = 1) -> torch.Tensor:
-    noise = np.random.default_rng(config.noise_seed).standard_normal((1, config.prior_dim)).astype(np.float32)
+    noise = noise_from_seed(config.noise_seed, (1, config.prior_dim))
     return torch.from_numpy(noise).expand(batch, -1).contiguous()
 
 

@@ -43,8 +43,12 @@ def sampler_noise(manifest: Manifest) -> np.ndarray | None:
     """The sampler's starting noise (1, prior_dim) by NOISE_RULE; None when there is no prior."""
     if manifest.sampler is None:
         return None
-    rng = np.random.default_rng(manifest.sampler.noise_seed)
-    return rng.standard_normal(manifest.sampler.noise_shape, dtype=np.float32)
+    return noise_from_seed(manifest.sampler.noise_seed, manifest.sampler.noise_shape)
+
+
+def noise_from_seed(seed: int, shape: Sequence[int]) -> np.ndarray:
+    """NOISE_RULE itself; PyTorch-side evaluation uses it too, so both score the same model."""
+    return np.random.default_rng(seed).standard_normal(tuple(shape), dtype=np.float32)
 
 
 def padded_size(height: int, width: int, multiple: int, min_size: int) -> tuple[int, int]:
