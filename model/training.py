@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
+from model.inference import prior_noise
 from model.losses import LossWeights, prior_loss, restoration_loss
 from model.unfoldldm import StageOutputs, UnfoldLDM
 from runtime.metrics import psnr
@@ -142,9 +143,7 @@ def _hwc(batch: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def validate(
-    model: UnfoldLDM, pairs: list[tuple[torch.Tensor, torch.Tensor]], phase: str, noise_seed: int
-) -> tuple[float, float]:
+def validate(model: UnfoldLDM, pairs: list[tuple[torch.Tensor, torch.Tensor]], phase: str) -> tuple[float, float]:
     """Mean PSNR (restored, input) over fixed validation pairs.
 
     Phase 1 has no trained sampler yet, so it validates with the GT-aware prior (an oracle figure);
@@ -152,9 +151,8 @@ def validate(
     """
     model.eval()
     restored_psnr, input_psnr = [], []
-    gen = torch.Generator().manual_seed(noise_seed)
     for lq, gt in pairs:
-        noise = torch.randn(1, model.config.prior_dim, generator=gen).to(lq.device)
+        noise = prior_noise(model.config).to(lq.device)
         if phase == "phase1":
             out = model.training_stages(lq, gt, noise, "target").restored[-1]
         else:
@@ -269,7 +267,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             progress.set_postfix(phase=phase, loss=f"{float(loss.detach()):.4f}")
         if info.is_main and val_pairs and (step % settings.val_every == 0 or step == settings.total_iters):
             ema_model = _ema_model(settings.config, ema, device)
-            restored, baseline = validate(ema_model, val_pairs, phase, settings.config.noise_seed)
+            restored, baseline = validate(ema_model, val_pairs, phase)
             progress.write(f"step {step} {phase}: val PSNR {restored:.2f} dB (input {baseline:.2f} dB)")
             last_log.update(val_psnr=restored, val_input_psnr=baseline)
         if info.is_main and (step % settings.save_every == 0 or step == settings.total_iters):
