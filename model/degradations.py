@@ -330,7 +330,7 @@ class DegradationConfig:
     noise_prob: float = 0.7  # additive Gaussian noise
     noise_sigma: tuple[float, float] = (0.0, 50.0)  # in 8-bit levels (divided by 255)
     jpeg_prob: float = 0.5
-    jpeg_quality: tuple[int, int] = (30, 95)
+    jpeg_quality: tuple[int, int] = (15, 95)  # reaches below the evaluated quality 20
 
     def __post_init__(self) -> None:
         for field in fields(self):

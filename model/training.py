@@ -7,6 +7,7 @@ then fine-tunes everything but the teacher with the sampled prior, as at inferen
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -187,6 +188,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
     ema = EMA(model, settings.ema_decay)
     optimizer = _make_optimizer(model, settings)
     step = 0
+    seconds_before = 0.0  # training time of earlier runs of this schedule, so resumed runs report the total
     if settings.resume is not None:
         ckpt = load_checkpoint(settings.resume)
         if ckpt.config != settings.config:
@@ -196,6 +198,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
         if ckpt.optimizer is not None:
             optimizer.load_state_dict(ckpt.optimizer)
         step = ckpt.step
+        seconds_before = float(ckpt.notes.get("seconds", 0.0))
     elif settings.init_from is not None:
         ckpt = load_checkpoint(settings.init_from)
         if ckpt.config != settings.config:
@@ -231,7 +234,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
     )
     out_dir = Path(settings.out_dir)
     last_log: dict[str, float] = {}
-    started = time.perf_counter()
+    started = time.perf_counter() - seconds_before
     while step < settings.total_iters:
         if settings.phase_at(step) != phase:
             phase = settings.phase_at(step)
@@ -270,6 +273,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             restored, baseline = validate(ema_model, val_pairs, phase)
             progress.write(f"step {step} {phase}: val PSNR {restored:.2f} dB (input {baseline:.2f} dB)")
             last_log.update(val_psnr=restored, val_input_psnr=baseline)
+            append_history(out_dir / HISTORY_NAME, step, phase, time.perf_counter() - started, last_log)
         if info.is_main and (step % settings.save_every == 0 or step == settings.total_iters):
             _save(out_dir / "last.pt", settings, model, ema, optimizer, phase, step, last_log, started)
         if info.world_size > 1 and step % settings.save_every == 0:
@@ -321,6 +325,17 @@ class TrainingPass(nn.Module):
 
     def forward(self, lq: torch.Tensor, gt: torch.Tensor, noise: torch.Tensor, mode: str) -> StageOutputs:
         return self.model.training_stages(lq, gt, noise, mode)
+
+
+HISTORY_NAME = "history.jsonl"
+
+
+def append_history(path: Path, step: int, phase: str, seconds: float, log: dict[str, float]) -> None:
+    """One JSON line per validation: the validation-PSNR-against-hours curve of the training record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"step": step, "phase": phase, "hours": round(seconds / 3600.0, 4), **log}
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def _ema_model(config: ModelConfig, ema: EMA, device: torch.device) -> UnfoldLDM:
