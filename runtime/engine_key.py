@@ -112,8 +112,9 @@ class EngineKeyInputs:
     def mismatches(self, other: EngineKeyInputs) -> list[str]:
         """What differs between the inputs an engine was built with (self) and `other`, in words."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return [f"{name}: built for {mine[name]!r}, now {theirs[name]!r}" for name in mine
-                if mine[name] != theirs[name]]
+        return [
+            f"{name}: built for {mine[name]!r}, now {theirs[name]!r}" for name in mine if mine[name] != theirs[name]
+        ]
 
 
 def engine_key(

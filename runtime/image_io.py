@@ -65,15 +65,10 @@ class Image:
     def __post_init__(self) -> None:
         # Catch a wrong array early, where it was built, not deep inside an encoder.
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.float32:
+            raise InputError(f"Image.rgb must be float32 HxWx3, got {self.rgb.dtype} {self.rgb.shape}")
+        if self.alpha is not None and (self.alpha.shape != self.rgb.shape[:2] or self.alpha.dtype != np.float32):
             raise InputError(
-                f"Image.rgb must be float32 HxWx3, got {self.rgb.dtype} {self.rgb.shape}"
-            )
-        if self.alpha is not None and (
-            self.alpha.shape != self.rgb.shape[:2] or self.alpha.dtype != np.float32
-        ):
-            raise InputError(
-                f"Image.alpha must be float32 {self.rgb.shape[:2]}, "
-                f"got {self.alpha.dtype} {self.alpha.shape}"
+                f"Image.alpha must be float32 {self.rgb.shape[:2]}, got {self.alpha.dtype} {self.alpha.shape}"
             )
         if self.bit_depth not in (8, 16):
             raise InputError(f"Image.bit_depth must be 8 or 16, got {self.bit_depth}")
@@ -125,17 +120,11 @@ def _check_complete(path: Path, data: bytes) -> None:
 
 def _decode(path: Path, data: bytes) -> np.ndarray:
     try:
-        decoded = cv2.imdecode(
-            np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED
-        )
+        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
-        raise InputError(
-            f"{path}: cannot be decoded ({str(exc).strip().splitlines()[-1]})"
-        ) from exc
+        raise InputError(f"{path}: cannot be decoded ({str(exc).strip().splitlines()[-1]})") from exc
     if decoded is None:
-        raise InputError(
-            f"{path}: not a readable image (corrupt or unsupported format)"
-        )
+        raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
     return decoded
 
 
@@ -145,9 +134,7 @@ def _to_unit_float(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, int]:
         return pixels.astype(np.float32) / np.float32(255.0), 8
     if pixels.dtype == np.uint16:
         return pixels.astype(np.float32) / np.float32(65535.0), 16
-    raise InputError(
-        f"{path}: unsupported sample type {pixels.dtype} (need 8- or 16-bit)"
-    )
+    raise InputError(f"{path}: unsupported sample type {pixels.dtype} (need 8- or 16-bit)")
 
 
 def read_image(path: str | os.PathLike[str]) -> Image:
@@ -169,9 +156,7 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     if values.ndim == 2:
         grey = True
         rgb = np.repeat(values[:, :, None], 3, axis=2)
-    elif (
-        values.shape[2] == 2
-    ):  # grey + alpha, should a decoder ever hand it over as such
+    elif values.shape[2] == 2:  # grey + alpha, should a decoder ever hand it over as such
         grey = True
         rgb = np.repeat(values[:, :, :1], 3, axis=2)
         alpha = np.ascontiguousarray(values[:, :, 1])
@@ -184,9 +169,7 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         alpha = np.ascontiguousarray(values[:, :, 3])
     else:
         raise InputError(f"{path}: unsupported channel count {values.shape[2]}")
-    return Image(
-        rgb=np.ascontiguousarray(rgb), alpha=alpha, bit_depth=bit_depth, grey=grey
-    )
+    return Image(rgb=np.ascontiguousarray(rgb), alpha=alpha, bit_depth=bit_depth, grey=grey)
 
 
 def read_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
@@ -225,27 +208,19 @@ def _to_opencv_layout(image: Image) -> np.ndarray:
 def _encode(path: Path, image: Image) -> bytes:
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
-        raise InputError(
-            f"{path}: unsupported extension {path.suffix!r} (use one of {', '.join(IMAGE_EXTENSIONS)})"
-        )
+        raise InputError(f"{path}: unsupported extension {path.suffix!r} (use one of {', '.join(IMAGE_EXTENSIONS)})")
     # Refuse rather than silently lose data the caller asked to keep.
     if image.bit_depth == 16 and ext not in _SIXTEEN_BIT_EXTENSIONS:
-        raise InputError(
-            f"{path}: {ext} cannot store 16-bit samples (use .png or .tiff)"
-        )
+        raise InputError(f"{path}: {ext} cannot store 16-bit samples (use .png or .tiff)")
     if image.alpha is not None and ext not in _ALPHA_EXTENSIONS:
-        raise InputError(
-            f"{path}: {ext} cannot store an alpha channel (use .png, .tiff or .webp)"
-        )
+        raise InputError(f"{path}: {ext} cannot store an alpha channel (use .png, .tiff or .webp)")
     params: list[int] = []
     if ext in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_WRITE_QUALITY]
     try:
         ok, buffer = cv2.imencode(ext, _to_opencv_layout(image), params)
     except cv2.error as exc:
-        raise InputError(
-            f"{path}: cannot be encoded ({str(exc).strip().splitlines()[-1]})"
-        ) from exc
+        raise InputError(f"{path}: cannot be encoded ({str(exc).strip().splitlines()[-1]})") from exc
     if not ok:
         raise InputError(f"{path}: OpenCV could not encode the image as {ext}")
     return buffer.tobytes()
@@ -303,9 +278,5 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list
         raise InputError(f"{folder}: not a folder")
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
-        p
-        for p in candidates
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not p.name.startswith(".")
-        and p.is_file()
+        p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
     )

@@ -28,6 +28,8 @@ fills it in. Schema version 1::
     pipeline_checks   end-to-end runs of the exported pipeline against PyTorch at export
     calibration       INT8 calibration record, or null
     engines           TensorRT engines built from these graphs, with their keys
+    auto_precision    per backend target ("onnxruntime/cpu", "tensorrt/cuda", ...): graph name ->
+                      the precision variant `--precision auto` runs there (graphs not listed: fp32)
 
 Reading validates everything: types, unknown keys (rejected at any depth), names, the stage
 plan, relative file paths, and the sha256 of every file the manifest names. Every error is a
@@ -56,6 +58,9 @@ MANIFEST_NAME = "manifest.json"
 
 ROLES = ("gradient", "prior", "proximal")
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+# What a user may ask a backend for: "auto" takes each graph's precision from `auto_precision`.
+REQUESTED_PRECISIONS = ("auto", "fp32", "fp16", "int8")
+BACKEND_TARGETS = ("onnxruntime/cpu", "onnxruntime/cuda", "tensorrt/cuda", "torch/cpu", "torch/cuda")
 DTYPES = ("float32", "float16", "int64")
 # Symbolic dimension names the runtime understands.
 BATCH, HEIGHT, WIDTH = "batch", "height", "width"
@@ -212,6 +217,7 @@ class Manifest:
     pipeline_checks: tuple[PipelineCheck, ...] = ()
     calibration: Calibration | None = None
     engines: tuple[Engine, ...] = ()
+    auto_precision: dict[str, dict[str, str]] = field(default_factory=dict)
     # Where the manifest was read from; not part of the file.
     root: Path = field(default=Path("."), compare=False, metadata={"serialise": False})
 
@@ -233,6 +239,31 @@ class Manifest:
                 "(re-run build_engines.py, or use the onnxruntime backend)"
             )
         return self.file_path(entry.torch_program)
+
+    def precision_for(self, graph: str, requested: str, target: str) -> str:
+        """The variant a backend `target` runs for `graph` when the user asked for `requested`.
+
+        "auto" follows `auto_precision[target]` (fp32 where it names nothing). "int8" means the
+        INT8 flavour this target prefers (auto's choice when it chose one, else the symmetric
+        `int8` graph) and falls back to fp32 for graphs that have no INT8 variant because they
+        missed the calibration accuracy gate. "fp32" and "fp16" are exact.
+        """
+        if requested not in REQUESTED_PRECISIONS:
+            raise ManifestError(f"unknown precision {requested!r} (use one of {', '.join(REQUESTED_PRECISIONS)})")
+        variants = self.graph(graph).variants
+        planned = self.auto_precision.get(target, {}).get(graph, "fp32")
+        if requested == "auto":
+            return planned
+        if requested == "int8":
+            if planned.startswith("int8"):
+                return planned
+            return "int8" if "int8" in variants else "fp32"
+        if requested not in variants:
+            raise ManifestError(
+                f"{self.root / MANIFEST_NAME}: graph {graph!r} has no {requested} variant "
+                "(re-run export/build_engines.py to write it)"
+            )
+        return requested
 
     def graph(self, name: str) -> Graph:
         if name not in self.graphs:
@@ -456,6 +487,14 @@ def _check(manifest: Manifest) -> None:
         if engine.graph not in manifest.graphs:
             raise ValueError(f"engines[{i}].graph", f"names graph {engine.graph!r}, which is not in graphs")
         _check_ref(engine.plan, f"engines[{i}].plan")
+    for target, plan in manifest.auto_precision.items():
+        if target not in BACKEND_TARGETS:
+            raise ValueError(f"auto_precision.{target}", f"unknown backend target (use {', '.join(BACKEND_TARGETS)})")
+        for name, precision in plan.items():
+            if name not in manifest.graphs:
+                raise ValueError(f"auto_precision.{target}.{name}", "not a graph of this manifest")
+            if precision not in manifest.graphs[name].variants:
+                raise ValueError(f"auto_precision.{target}.{name}", f"graph has no {precision!r} variant")
 
 
 def file_refs(manifest: Manifest) -> list[tuple[str, FileRef]]:

@@ -94,7 +94,7 @@ class Pipeline:
         artifacts: str | os.PathLike[str],
         backend: str | Sequence[str] | None = None,
         device: str | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         threads: int | None = None,
         tile: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
@@ -102,7 +102,8 @@ class Pipeline:
     ) -> Pipeline:
         """Read `<artifacts>/manifest.json` (checking every file's sha256 when `verify`) and
         open the first available backend among `backend` (a name, names in order of preference,
-        or None for the default order: TensorRT, ONNX Runtime, torch; GPU before CPU)."""
+        or None for the default order: TensorRT, ONNX Runtime, torch; GPU before CPU).
+        `precision` is auto, fp32, fp16 or int8 (see Manifest.precision_for)."""
         manifest = load_manifest(artifacts, verify=verify)
         names = [backend] if isinstance(backend, str) else backend
         opened = open_backend(manifest, candidate_order(names, device), precision, threads)

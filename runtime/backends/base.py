@@ -19,13 +19,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from runtime.errors import BackendUnavailable, InputError, ShapeError
-from runtime.manifest import BATCH, HEIGHT, WIDTH, Manifest, TensorSpec
+from runtime.manifest import BATCH, HEIGHT, REQUESTED_PRECISIONS, WIDTH, Manifest, TensorSpec
 
 DEVICES = ("cpu", "cuda")
 
 
 class Backend(ABC):
-    """Runs the graphs of one manifest on one device at one precision."""
+    """Runs the graphs of one manifest on one device; `precision` is what the user asked for
+    (auto, fp32, fp16, int8) and `graph_precision` the variant each graph really runs."""
 
     name: ClassVar[str]
 
@@ -34,6 +35,8 @@ class Backend(ABC):
     ) -> None:
         if device not in DEVICES:
             raise InputError(f"unknown device {device!r} (use one of {', '.join(DEVICES)})")
+        if precision not in REQUESTED_PRECISIONS:
+            raise InputError(f"unknown precision {precision!r} (use one of {', '.join(REQUESTED_PRECISIONS)})")
         if threads is not None and threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")
         self.manifest = manifest
@@ -76,8 +79,18 @@ class Backend(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def target(self) -> str:
+        """This backend's key in the manifest's `auto_precision` ("onnxruntime/cpu", ...)."""
+        return f"{self.name}/{self.device}"
+
+    def graph_precision(self, graph: str) -> str:
+        """The precision variant of `graph` this backend runs (see Manifest.precision_for)."""
+        return self.manifest.precision_for(graph, self.precision, self.target)
+
     def describe(self) -> str:
-        return f"{self.name} on {self.device} ({self.precision})"
+        used = sorted({self.graph_precision(g) for g in self.manifest.graphs_in_use()})
+        return f"{self.name} on {self.device} ({self.precision}: {', '.join(used)})"
 
     # ------------------------------------------------------------------ running
 

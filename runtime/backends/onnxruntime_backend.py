@@ -105,7 +105,7 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
         wanted = [p if isinstance(p, str) else p[0] for p in self._providers()]
         for graph in graphs:
-            path = self.manifest.graph_file(graph, self.precision)
+            path = self.manifest.graph_file(graph, self.graph_precision(graph))
             try:
                 session = ort.InferenceSession(str(path), options, providers=self._providers())
             except self._errors as exc:

@@ -40,8 +40,9 @@ class TorchBackend(Backend):
     def _open(self, graphs: list[str]) -> None:
         import torch
 
-        if self.precision != "fp32":
-            raise BackendUnavailable(f"the torch backend runs fp32 programs only, not {self.precision}")
+        wanted = sorted({self.graph_precision(g) for g in graphs} - {"fp32"})
+        if wanted:
+            raise BackendUnavailable(f"the torch backend runs fp32 programs only, not {', '.join(wanted)}")
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         for graph in graphs:
