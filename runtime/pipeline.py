@@ -17,6 +17,17 @@ run), then the proximal half runs tile by tile and is blended into x_k. Each sta
 starts from a seamless frame. What tiling still changes is what the graphs see inside a tile
 (the decomposed W X M operator and the channel attention are per tile, not per frame); the
 tests measure that cost on real photographs.
+
+Two speed-for-quality knobs, per call (issue 5; `runtime/tradeoffs.py` measures both):
+
+- `stages=k` runs only the first k of the K stages and returns x_k. Every stage output is a
+  valid image (the model is trained with a loss on each stage), so a real-time loop can run
+  fewer stages when it falls behind (`runtime.video.adaptive.DepthController`).
+- `prior_cache=PriorCache(n)` reuses each stage's z (the output of the whole prior graph) from
+  the frame that computed it for up to n following frames, unless the frame size changes or a
+  cheap scene-change test fires (`runtime.video.reuse`). The cache keeps z on the host (a few
+  floats per frame) and uploads it per stage, so it works with every backend. The gradient and
+  proximal halves still run on every frame; only the prior graph is skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
 from runtime.tiling import Blender, check_tiling, plan_tiles
+from runtime.video.reuse import PriorCache
 
 NOISE_RULE = (
     "numpy.random.default_rng(noise_seed).standard_normal(noise_shape, dtype=numpy.float32), broadcast over the batch"
@@ -124,42 +136,75 @@ class Pipeline:
 
     # ------------------------------------------------------------------ frames
 
-    def restore(self, image: np.ndarray) -> np.ndarray:
-        """Restore one float32 HxWx3 RGB frame in [0, 1]; returns the same shape, clipped to [0, 1]."""
+    @property
+    def stage_count(self) -> int:
+        """K, the number of unfolding stages; `stages=` takes 1..K."""
+        return len(self.manifest.stages)
+
+    def restore(
+        self, image: np.ndarray, stages: int | None = None, prior_cache: PriorCache | None = None
+    ) -> np.ndarray:
+        """Restore one float32 HxWx3 RGB frame in [0, 1]; returns the same shape, clipped to [0, 1].
+
+        `stages`: run only the first `stages` of the K stages (1..K; None: all) and return x_stages.
+        `prior_cache`: reuse the priors of an earlier frame while the cache says they still hold."""
         if not isinstance(image, np.ndarray) or image.ndim != 3:
             raise ShapeError(f"expected an HxWx3 image, got {getattr(image, 'shape', type(image).__name__)}")
-        return self.restore_batch(image[None])[0]
+        return self.restore_batch(image[None], stages, prior_cache)[0]
 
-    def restore_batch(self, frames: np.ndarray) -> np.ndarray:
-        """Restore float32 NxHxWx3 RGB frames in [0, 1] (one size); returns NxHxWx3 in [0, 1]."""
+    def restore_batch(
+        self, frames: np.ndarray, stages: int | None = None, prior_cache: PriorCache | None = None
+    ) -> np.ndarray:
+        """Restore float32 NxHxWx3 RGB frames in [0, 1] (one size); returns NxHxWx3 in [0, 1].
+        `stages` and `prior_cache` as in `restore`."""
         if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3:
             raise ShapeError(f"expected NxHxWx3 frames, got {getattr(frames, 'shape', type(frames).__name__)}")
         if frames.dtype != np.float32:
             raise InputError(f"frames must be float32 in [0, 1], got {frames.dtype}")
         if frames.shape[0] < 1:
             raise ShapeError("empty batch")
+        plan = self._stage_plan(stages)  # before any work, so a bad count fails fast
         _, h, w, _ = frames.shape
         height, width = padded_size(h, w, self.manifest.pad_multiple, self.manifest.min_size)
         y = pad_nchw(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)), height, width)
-        out = self.run(y)[:, :, :h, :w]
+        out = self.run(y, len(plan), prior_cache)[:, :, :h, :w]
         return np.clip(out.transpose(0, 2, 3, 1), 0.0, 1.0)
 
-    def run(self, y: np.ndarray) -> np.ndarray:
-        """The model on padded input (N, 3, H, W), H and W valid graph sizes; unclipped output."""
+    def run(self, y: np.ndarray, stages: int | None = None, prior_cache: PriorCache | None = None) -> np.ndarray:
+        """The model on padded input (N, 3, H, W), H and W valid graph sizes; unclipped output.
+        `stages` and `prior_cache` as in `restore`."""
         if y.ndim != 4 or y.shape[1] != 3:
             raise ShapeError(f"expected (N, 3, H, W), got {y.shape}")
+        plan = self._stage_plan(stages)
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        if self._noise is None:
+            prior_cache = None  # no prior graph: z is zeros, nothing to reuse
+        cached = None
+        if prior_cache is not None:
+            cached = prior_cache.lookup(y, [s.stage for s in plan if s.prior is not None])
         if self.tile and (y.shape[2] > self.tile or y.shape[3] > self.tile):
-            return self._run_tiled(np.ascontiguousarray(y, dtype=np.float32))
+            return self._run_tiled(y, plan, cached, prior_cache)
         b = self.backend
-        y_dev = b.upload(np.ascontiguousarray(y, dtype=np.float32))
+        y_dev = b.upload(y)
         x = y_dev
-        for stage in self.manifest.stages:
+        for stage in plan:
             v = b.run(stage.gradient, {"x": x, "y": y_dev})["v"]
-            z = self._prior(stage, v, y.shape[0])
+            z = self._stage_prior(stage, v, y.shape[0], cached, prior_cache)
             x = b.run(stage.proximal, {"v": v, "z": z})["x"]
         return b.download(x)
 
     # ------------------------------------------------------------------ internals
+
+    def _stage_plan(self, stages: int | None) -> tuple[Stage, ...]:
+        """The first `stages` stages of the manifest's plan (all of them for None)."""
+        if stages is None:
+            return self.manifest.stages
+        count = self.stage_count
+        if isinstance(stages, bool) or not isinstance(stages, (int, np.integer)):
+            raise InputError(f"stages must be an integer between 1 and {count}, got {stages!r}")
+        if not 1 <= stages <= count:
+            raise InputError(f"stages must be between 1 and {count} (this model has {count} stages), got {stages}")
+        return self.manifest.stages[: int(stages)]
 
     def _batch_constants(self, batch: int) -> dict[str, Any]:
         """Noise, stage indices and the zero prior for a batch size, uploaded once and reused."""
@@ -182,20 +227,45 @@ class Pipeline:
         feeds = {"v": v, "noise": constants["noise"], "stage": constants[f"stage{stage.stage}"]}
         return self.backend.run(stage.prior, feeds)["z"]
 
-    def _run_tiled(self, y: np.ndarray) -> np.ndarray:
+    def _stage_prior(
+        self,
+        stage: Stage,
+        v: Any,
+        batch: int,
+        cached: dict[int, np.ndarray] | None,
+        prior_cache: PriorCache | None,
+    ) -> Any:
+        """z for one stage: the cached prior on a cache hit, else the prior graph (stored on a miss)."""
+        if stage.prior is None:
+            return self._prior(stage, v, batch)
+        if cached is not None:
+            return self.backend.upload(cached[stage.stage])
+        z = self._prior(stage, v, batch)
+        if prior_cache is not None:
+            prior_cache.store(stage.stage, self.backend.download(z))
+        return z
+
+    def _run_tiled(
+        self,
+        y: np.ndarray,
+        plan: tuple[Stage, ...],
+        cached: dict[int, np.ndarray] | None,
+        prior_cache: PriorCache | None,
+    ) -> np.ndarray:
         """Stage-synchronous tiling: tiles for the two halves, the prior on the whole frame."""
         assert self.tile is not None
         b = self.backend
         n, c, h, w = y.shape
         tiles = plan_tiles(h, w, self.tile, self.tile_overlap, self.manifest.pad_multiple)
         x = y
-        for stage in self.manifest.stages:
+        for stage in plan:
             blend = Blender(n, c, h, w, self.tile_overlap)
             for t in tiles:
                 feeds = {"x": b.upload(x[:, :, t.rows, t.cols]), "y": b.upload(y[:, :, t.rows, t.cols])}
                 blend.add(t, b.download(b.run(stage.gradient, feeds)["v"]))
             v = blend.result()
-            z = self._prior(stage, b.upload(v), n)
+            # A cache hit skips the prior graph, so the whole-frame v need not be uploaded.
+            z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, prior_cache)
             blend = Blender(n, c, h, w, self.tile_overlap)
             for t in tiles:
                 feeds = {"v": b.upload(v[:, :, t.rows, t.cols]), "z": z}
