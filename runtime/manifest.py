@@ -50,6 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runtime.atomic_io import atomic_write_bytes
+from runtime.engine_key import EngineKeyInputs
 from runtime.errors import ManifestError
 
 FORMAT = "unfoldldm-edge/artifacts"
@@ -192,6 +193,9 @@ class Engine:
     device_name: str
     compute_capability: str
     profile: dict[str, ShapeRange]
+    # EngineKeyInputs.to_dict() of the build (ONNX sha256, precision descriptor, shapes, TensorRT,
+    # GPU): lets the runtime recompute the key here and say what changed. None: not recorded.
+    key_inputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -487,6 +491,15 @@ def _check(manifest: Manifest) -> None:
         if engine.graph not in manifest.graphs:
             raise ValueError(f"engines[{i}].graph", f"names graph {engine.graph!r}, which is not in graphs")
         _check_ref(engine.plan, f"engines[{i}].plan")
+        if engine.precision not in PRECISIONS:
+            raise ValueError(f"engines[{i}].precision", f"must be one of {', '.join(PRECISIONS)}")
+        if engine.key_inputs is not None:
+            try:
+                recorded = EngineKeyInputs.from_dict(engine.key_inputs)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"engines[{i}].key_inputs", str(exc)) from exc
+            if recorded.key != engine.key:
+                raise ValueError(f"engines[{i}].key", f"is not the hash of key_inputs ({recorded.key})")
     for target, plan in manifest.auto_precision.items():
         if target not in BACKEND_TARGETS:
             raise ValueError(f"auto_precision.{target}", f"unknown backend target (use {', '.join(BACKEND_TARGETS)})")
