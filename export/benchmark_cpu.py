@@ -36,6 +36,8 @@ from export.cli_sizes import frame_size
 from model.checkpoint import load_model
 from model.complexity import inference_gmac
 from runtime.atomic_io import atomic_write_bytes
+from runtime.bench.environment import cpu_name
+from runtime.bench.measure import synthetic_frame
 from runtime.errors import InputError, ManifestError, UnfoldError
 from runtime.manifest import load_manifest, sha256_file
 from runtime.pipeline import Pipeline, sampler_noise
@@ -116,16 +118,6 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
-def _frame(height: int, width: int) -> np.ndarray:
-    """A smooth test frame with noise, float32 HxWx3 in [0, 1] (content does not change the cost)."""
-    rng = np.random.default_rng(0)
-    coarse = rng.random((height // 16 + 1, width // 16 + 1, 3), dtype=np.float32)
-    ys = np.linspace(0, coarse.shape[0] - 1, height).astype(int)
-    xs = np.linspace(0, coarse.shape[1] - 1, width).astype(int)
-    frame = coarse[ys][:, xs] + 0.1 * rng.standard_normal((height, width, 3), dtype=np.float32)
-    return np.ascontiguousarray(frame.clip(0, 1), dtype=np.float32)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -139,7 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     model, _ = load_model(args.checkpoint)
     env = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "threads": threads,
         "load_average_1min": os.getloadavg()[0],
@@ -159,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["peak"] = {**peak, "peak_gflops": peak_gflops}
 
     height, width = args.size
-    frame = _frame(height, width)
+    frame = synthetic_frame(height, width)
     noise = torch.from_numpy(sampler_noise(manifest)) if manifest.sampler else torch.zeros(1, manifest.prior_dim)
     y = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None]
 
@@ -174,7 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_graph_large = {n: statistics.median(t) for n, t in pipeline.backend.timings.items()}
         pipeline.backend.reset_timings()
 
-        small = _frame(256, 256)
+        small = synthetic_frame(256, 256)
         pipeline.restore(small)  # warm-up at this size
         pipeline.backend.reset_timings()
         overheads, totals = [], []
@@ -207,16 +199,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "overhead_fraction": overhead / end_to_end,
     }
     return result
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def report(result: dict[str, Any]) -> str:

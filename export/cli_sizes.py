@@ -1,16 +1,6 @@
-"""Frame sizes on the command line: always WIDTHxHEIGHT (as in "1280x720"), returned as (h, w)."""
+"""Frame sizes on the command line: the parser lives in `runtime/cli_sizes.py`, shared with the
+runtime CLIs (export may import runtime, not the other way round)."""
 
-from __future__ import annotations
+from runtime.cli_sizes import frame_size
 
-import argparse
-
-
-def frame_size(text: str) -> tuple[int, int]:
-    """argparse type: "1280x720" -> (720, 1280)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from exc
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"width and height must be positive, got {text!r}")
-    return height, width
+__all__ = ["frame_size"]
