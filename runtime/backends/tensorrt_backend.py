@@ -1,47 +1,438 @@
-"""TensorRT backend: not built yet.
+"""TensorRT backend: runs the engines (`engines/<graph>.<key>.plan`) that manifest.engines names.
 
-Native TensorRT engines (execute_async_v3, device buffers, CUDA graphs) come with engine
-building. Until then this backend reports itself unavailable with a clear reason, so that a
-fallback order that starts with TensorRT moves on, and an explicit request fails cleanly.
+Opening, for every graph the stage plan uses, at the precision `graph_precision` picks:
+
+1. **Discovery.** The manifest's engine records for (graph, precision). None: BackendUnavailable
+   (engines were never built here; a fallback order moves on), with the build command.
+2. **Keys.** Each record's key inputs (ONNX sha256, precision, shapes, TensorRT version, GPU
+   name, compute capability) are recomputed for this machine with `runtime/engine_key.py`. A
+   record built elsewhere is skipped; when no record of a graph fits this machine, opening
+   fails with EngineBuildError listing what changed and the exact command that rebuilds them
+   (the runtime may not import `export/`, so it never rebuilds by itself). A stale engine is
+   never loaded.
+3. **Deserialisation.** `Runtime.deserialize_cuda_engine`; a corrupt plan, or one TensorRT
+   refuses, is an EngineBuildError with TensorRT's own message and the rebuild command. The
+   engine's inputs and outputs must be the manifest's (names, dtypes; int64 inputs may be int32
+   engine tensors, as TensorRT 8.6 makes them, and are cast on the device).
+4. **Contexts.** One execution context per engine, all sharing one scratch buffer (stages run
+   one after another on one stream), through the version helpers of `runtime/trt_version.py`.
+
+Running a graph picks the engine whose optimization profile covers the input shapes (a static
+engine: exactly its shapes) and raises ShapeError before anything runs when none does. Inputs
+and outputs are bound with `set_input_shape` / `set_tensor_address`, the graph is queued with
+`execute_async_v3` on the device's stream, and each output goes to a buffer kept per (graph,
+output, shape) (`cuda_device.BufferPool`): stage outputs stay on the device, chained from graph
+to graph, and stay valid until the same graph runs again.
+
+**NaN/Inf check.** FP16 (and INT8) engines can overflow. Checking every intermediate tensor
+would cost a device reduction and a synchronisation per graph, so the check is made where the
+data reaches the host anyway: `download` raises InferenceError when a float array holds NaN or
+Inf (one pass over the final frame in the whole-frame pipeline; a NaN or Inf inside the
+pipeline propagates into it). `check_finite=False` turns it off.
+
+Device buffers and the stream come from `runtime/backends/cuda_device.py`: pycuda in the
+primary context when pycuda is installed, else PyTorch CUDA tensors (`cuda_library` forces
+one). Whole-frame CUDA-graph capture (`frame_graph`) needs the torch path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.errors import BackendUnavailable
-
-NOT_YET = (
-    "the tensorrt backend is not implemented yet (native engines arrive with engine building); "
-    "use --backend onnxruntime (CPU or --device cuda) for now"
+from runtime.backends.cuda_device import (
+    BufferPool,
+    CudaDevice,
+    EventTimer,
+    FrameBody,
+    FrameGraph,
+    check_finite,
+    open_cuda_device,
 )
+from runtime.engine_key import EngineKeyInputs
+from runtime.errors import BackendUnavailable, EngineBuildError, InferenceError, ManifestError, ShapeError
+from runtime.gpu_info import GpuInfo, query_gpu
+from runtime.manifest import Engine, Manifest
+from runtime.trt_version import (
+    TrtCapabilities,
+    context_memory_size,
+    create_context_without_memory,
+    detect,
+    import_tensorrt,
+    set_context_memory,
+)
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+log = logging.getLogger(__name__)
+
+Shape = tuple[int, ...]
+# A profile per input: (min, max) shapes; a static engine has min == max.
+ShapeBounds = dict[str, tuple[Shape, Shape]]
+# TensorRT DataType member names -> the manifest's dtype names (by name: INT64 is not in 8.6).
+_TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64", "INT8": "int8",
+               "UINT8": "uint8", "BOOL": "bool"}  # fmt: skip
+_LOG_LEVELS = {"INTERNAL_ERROR": logging.CRITICAL, "ERROR": logging.ERROR, "WARNING": logging.WARNING}
+
+
+# ------------------------------------------------------------------ pure logic (no TensorRT)
+
+
+def rebuild_command(manifest: Manifest, precision: str = "auto") -> str:
+    """The command that builds this machine's engines for these artifacts."""
+    command = f"python export/build_engines.py --from-artifacts {manifest.root}"
+    return command if precision == "auto" else f"{command} --precision {precision}"
+
+
+def engines_for(manifest: Manifest, graph: str, precision: str) -> list[Engine]:
+    """The manifest's engine records for `graph` at `precision`, in manifest order."""
+    return [e for e in manifest.engines if e.graph == graph and e.precision == precision]
+
+
+def key_mismatches(manifest: Manifest, engine: Engine, tensorrt_version: str, gpu: GpuInfo) -> list[str]:
+    """Why `engine` cannot run here, in words; [] when its key is this machine's key.
+
+    The recorded key inputs are checked against the recorded key, then the ONNX graph's current
+    sha256 (from the manifest), this TensorRT version and this GPU replace theirs: any difference
+    changes the key.
+    """
+    if engine.key_inputs is None:
+        return ["the manifest records no key inputs for it (built by an older build_engines.py)"]
+    recorded = EngineKeyInputs.from_dict(engine.key_inputs)  # validated when the manifest was read
+    variant = recorded.precision.split("/", 1)[0]
+    variants = manifest.graph(engine.graph).variants
+    if variant not in variants:
+        return [f"it was built from the {variant} graph, which these artifacts no longer have"]
+    here = dataclasses.replace(
+        recorded,
+        onnx_sha256=variants[variant].onnx.sha256,
+        tensorrt_version=tensorrt_version,
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+    )
+    return recorded.mismatches(here)
+
+
+def usable_engines(
+    manifest: Manifest, graph: str, precision: str, tensorrt_version: str, gpu: GpuInfo, requested: str = "auto"
+) -> list[Engine]:
+    """The records of `graph` at `precision` whose key fits this machine.
+
+    BackendUnavailable when there is none at all; EngineBuildError (what changed, and the
+    rebuild command) when every record was built for something else.
+    """
+    records = engines_for(manifest, graph, precision)
+    command = rebuild_command(manifest, requested)
+    if not records:
+        raise BackendUnavailable(f"no {precision} TensorRT engine for graph {graph!r} in {manifest.root}: {command}")
+    usable, reasons = [], []
+    for record in records:
+        problems = key_mismatches(manifest, record, tensorrt_version, gpu)
+        if problems:
+            log.debug("engine %s does not fit this machine: %s", record.plan.path, "; ".join(problems))
+            reasons.append(f"{record.plan.path}: {'; '.join(problems)}")
+        else:
+            usable.append(record)
+    if not usable:
+        raise EngineBuildError(
+            f"the {precision} TensorRT engine(s) of graph {graph!r} were built for another machine or graph "
+            f"({' | '.join(reasons)}); rebuild them here: {command}"
+        )
+    return usable
+
+
+def describe_bounds(bounds: ShapeBounds) -> str:
+    parts = []
+    for name, (lo, hi) in sorted(bounds.items()):
+        parts.append(f"{name} {list(lo)}" if lo == hi else f"{name} {list(lo)}..{list(hi)}")
+    return ", ".join(parts)
+
+
+def covers(bounds: ShapeBounds, shapes: Mapping[str, Shape]) -> bool:
+    """Whether every input shape lies inside its profile bounds (same rank, min <= dim <= max)."""
+    if set(bounds) != set(shapes):
+        return False
+    for name, shape in shapes.items():
+        lo, hi = bounds[name]
+        if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi, strict=True)):
+            return False
+    return True
+
+
+def select_profile(graph: str, profiles: Sequence[ShapeBounds], shapes: Mapping[str, Shape], hint: str = "") -> int:
+    """Index of the first profile that covers `shapes`; ShapeError naming what exists otherwise."""
+    for i, bounds in enumerate(profiles):
+        if covers(bounds, shapes):
+            return i
+    have = "; ".join(describe_bounds(b) for b in profiles) or "none"
+    got = ", ".join(f"{n} {list(s)}" for n, s in sorted(shapes.items()))
+    raise ShapeError(
+        f"graph {graph!r}: no TensorRT engine takes {got} (engines here take: {have}); build one for this size{hint}"
+    )
+
+
+def record_bounds(engine: Engine) -> ShapeBounds:
+    """The profile bounds a manifest engine record declares."""
+    return {name: (tuple(r.min), tuple(r.max)) for name, r in engine.profile.items()}
+
+
+# ------------------------------------------------------------------------------ TensorRT
+
+
+@dataclass
+class _Loaded:
+    """One deserialised engine and its execution context."""
+
+    record: Engine
+    engine: Any  # trt.ICudaEngine
+    context: Any  # trt.IExecutionContext
+    bounds: ShapeBounds
+    inputs: dict[str, str]  # name -> dtype the engine takes
+    outputs: dict[str, str]  # name -> dtype the engine gives
+
+
+def _make_logger() -> Any:
+    """A TensorRT logger forwarding warnings and errors to `logging`, keeping errors for messages."""
+    import tensorrt as trt
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            name = str(severity.name)
+            if name in ("INTERNAL_ERROR", "ERROR"):
+                self.errors.append(msg)
+            if name in _LOG_LEVELS:
+                log.log(_LOG_LEVELS[name], "TensorRT: %s", msg)
+
+    return _Logger()
 
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
+    def __init__(
+        self,
+        manifest: Manifest,
+        device: str = "cuda",
+        precision: str = "auto",
+        threads: int | None = None,
+        cuda_library: str = "auto",
+        check_finite: bool = True,
+    ) -> None:
+        """`cuda_library`: "pycuda", "torch" or "auto" (pycuda when installed); `check_finite`:
+        InferenceError when a downloaded output holds NaN or Inf (see the module docstring)."""
+        super().__init__(manifest, device, precision, threads)
+        self.cuda_library = cuda_library
+        self.check_finite = check_finite
+        self._device: CudaDevice | None = None
+        self._pool: BufferPool | None = None
+        self._runtime: Any = None
+        self._logger: Any = None
+        self._engines: dict[str, list[_Loaded]] = {}
+        self._scratch: Any = None
+        self._casts: dict[tuple[str, str], Any] = {}  # inputs cast for the engine, alive until the next run
+        self._caps: TrtCapabilities | None = None
+
     @classmethod
     def check_available(cls, device: str) -> None:
-        raise BackendUnavailable(NOT_YET)
+        if device != "cuda":
+            raise BackendUnavailable("TensorRT runs on NVIDIA GPUs only (use --device cuda)")
+        detect()
+        query_gpu()
+
+    # ------------------------------------------------------------------ opening
 
     def _open(self, graphs: list[str]) -> None:
-        raise BackendUnavailable(NOT_YET)
+        caps, gpu = detect(), query_gpu()
+        plan: dict[str, list[Engine]] = {}
+        for graph in graphs:
+            precision = self.graph_precision(graph)
+            plan[graph] = usable_engines(self.manifest, graph, precision, caps.version, gpu, self.precision)
+        self._caps = caps
+        self._device = open_cuda_device(self.cuda_library)
+        self._pool = BufferPool(self._device.empty)
+        trt_module = import_tensorrt()  # BackendUnavailable when only the stub is installed
+        self._logger = _make_logger()
+        runtime: trt.Runtime = trt_module.Runtime(self._logger)
+        self._runtime = runtime
+        for graph, records in plan.items():
+            self._engines[graph] = [self._load(graph, record, caps) for record in records]
+        self._share_scratch_memory(caps)
+
+    def _load(self, graph: str, record: Engine, caps: TrtCapabilities) -> _Loaded:
+        import tensorrt as trt
+
+        path = self.manifest.file_path(record.plan)
+        command = rebuild_command(self.manifest, self.precision)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read the engine named by manifest.engines ({exc})") from exc
+        self._logger.errors.clear()
+        runtime: trt.Runtime = self._runtime
+        engine: trt.ICudaEngine | None = None
+        try:
+            engine = runtime.deserialize_cuda_engine(data)
+        except (RuntimeError, TypeError, ValueError) as exc:  # some releases raise instead of returning None
+            self._logger.errors.append(str(exc))
+        if engine is None:
+            said = (self._logger.errors or ["no message"])[-1]
+            raise EngineBuildError(
+                f"{path}: TensorRT {caps.version} cannot load this engine (corrupt, or built by another "
+                f"TensorRT; TensorRT says: {said}); rebuild it: {command}"
+            )
+        spec = self.manifest.graph(graph)
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        want_in, want_out = [s.name for s in spec.inputs], [s.name for s in spec.outputs]
+        if sorted(inputs) != sorted(want_in) or sorted(outputs) != sorted(want_out):
+            raise EngineBuildError(
+                f"{path}: engine inputs {inputs} / outputs {outputs} are not graph {graph!r}'s "
+                f"{want_in} / {want_out}; rebuild it: {command}"
+            )
+        dtypes = {n: _TRT_DTYPES.get(str(engine.get_tensor_dtype(n).name), str(engine.get_tensor_dtype(n).name))
+                  for n in names}  # fmt: skip
+        for tensor in (*spec.inputs, *spec.outputs):
+            got = dtypes[tensor.name]
+            if got != tensor.dtype and not (tensor.dtype == "int64" and got == "int32" and tensor in spec.inputs):
+                raise EngineBuildError(
+                    f"{path}: {tensor.name!r} is {got} in the engine but {tensor.dtype} in the manifest; "
+                    f"rebuild it: {command}"
+                )
+        bounds: ShapeBounds = {}
+        for name in inputs:
+            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            if all(d >= 0 for d in shape):
+                bounds[name] = (shape, shape)
+            else:
+                low, _, high = engine.get_tensor_profile_shape(name, 0)
+                bounds[name] = (tuple(int(d) for d in low), tuple(int(d) for d in high))
+        if record.profile and bounds != record_bounds(record):
+            raise EngineBuildError(
+                f"{path}: the engine takes {describe_bounds(bounds)}, its manifest record says "
+                f"{describe_bounds(record_bounds(record))}; rebuild it: {command}"
+            )
+        context = create_context_without_memory(engine, caps)
+        if context is None:
+            raise EngineBuildError(f"{path}: TensorRT could not create an execution context: {self._logger.errors}")
+        return _Loaded(record, engine, context, bounds, {n: dtypes[n] for n in inputs}, {n: dtypes[n] for n in outputs})
+
+    def _share_scratch_memory(self, caps: TrtCapabilities) -> None:
+        """One scratch buffer for every context: the graphs run one at a time on one stream."""
+        assert self._device is not None
+        loaded = [item for items in self._engines.values() for item in items]
+        size = max((context_memory_size(item.engine, caps) for item in loaded), default=0)
+        self._scratch = self._device.empty((max(size, 1),), "uint8")
+        address = self._device.pointer(self._scratch)
+        for item in loaded:
+            set_context_memory(item.context, address, size, caps)
 
     def _close(self) -> None:
-        pass
+        if self._device is not None:
+            self._device.synchronize()  # nothing queued may outlive the memory it uses
+        # Contexts before engines before the runtime, then the memory they used.
+        for items in self._engines.values():
+            for item in items:
+                item.context = None
+        self._engines = {}
+        self._runtime = None
+        self._casts = {}
+        if self._pool is not None:
+            self._pool.clear()
+        self._scratch = None
+        if self._device is not None:
+            self._device.close()
+        self._device = None
+
+    # ------------------------------------------------------------------ running
 
     def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        raise BackendUnavailable(NOT_YET)
+        assert self._device is not None and self._pool is not None
+        device = self._device
+        feeds = {n: device.upload(t) if isinstance(t, np.ndarray) else t for n, t in feeds.items()}
+        shapes = {name: device.describe(tensor)[0] for name, tensor in feeds.items()}
+        candidates = self._engines[graph]
+        hint = f": {rebuild_command(self.manifest, self.precision)} --sizes WxH (or a dynamic profile)"
+        loaded = candidates[select_profile(graph, [c.bounds for c in candidates], shapes, hint)]
+        context: trt.IExecutionContext = loaded.context
+        for name, dtype in loaded.inputs.items():
+            tensor = feeds[name]
+            if device.describe(tensor)[1] != dtype:  # int64 -> int32 for TensorRT 8.6 engines
+                tensor = self._casts[(graph, name)] = device.cast(tensor, dtype)
+            if not context.set_input_shape(name, shapes[name]):
+                raise ShapeError(f"graph {graph!r}: TensorRT refuses shape {list(shapes[name])} for {name!r}")
+            context.set_tensor_address(name, device.pointer(tensor))
+        outputs = {}
+        for name, dtype in loaded.outputs.items():
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise ShapeError(f"graph {graph!r}: output {name!r} has unresolved shape {list(shape)}")
+            buffer = self._pool.get((graph, name), shape, dtype)
+            context.set_tensor_address(name, device.pointer(buffer))
+            outputs[name] = buffer
+        with device.scope():
+            ok = context.execute_async_v3(device.stream_handle)
+        if not ok:
+            said = (self._logger.errors or ["no message"])[-1]
+            raise InferenceError(f"TensorRT failed running graph {graph!r}: {said}")
+        return outputs
 
     def _describe(self, tensor: Any) -> tuple[tuple[int, ...], str]:
-        raise BackendUnavailable(NOT_YET)
+        if isinstance(tensor, np.ndarray):
+            return tuple(tensor.shape), tensor.dtype.name
+        if self._device is None:
+            raise BackendUnavailable("the tensorrt backend is not open")
+        return self._device.describe(tensor)
 
     def upload(self, array: np.ndarray) -> Any:
-        raise BackendUnavailable(NOT_YET)
+        if self._device is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        return self._device.upload(array)
 
     def download(self, tensor: Any) -> np.ndarray:
-        raise BackendUnavailable(NOT_YET)
+        if self._device is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        array = self._device.download(tensor)
+        if self.check_finite:
+            used = sorted({self.graph_precision(g) for g in self._engines})
+            check_finite(array, f"TensorRT ({', '.join(used)} engines)")
+        return array
+
+    def _synchronize(self) -> None:
+        if self._device is not None:
+            self._device.synchronize()
+
+    def describe(self) -> str:
+        library = f", buffers via {self._device.library}" if self._device is not None else ""
+        version = f" {self._caps.version}" if self._caps is not None else ""
+        return f"{super().describe()}, TensorRT{version}{library}"
+
+    # ------------------------------------------------------------------ device extras
+
+    def timer(self) -> EventTimer:
+        """CUDA-event timing of the device work queued inside `with backend.timer() as t:` (t.ms)."""
+        if self._device is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        return self._device.timer()
+
+    def frame_graph(self, body: FrameBody, example: dict[str, np.ndarray]) -> FrameGraph:
+        """Capture `body` (device inputs -> device outputs, e.g. the stage loop) as one CUDA graph.
+
+        Static shapes: every engine's bindings are set during capture and replayed as they were.
+        The outputs are downloaded by the FrameGraph, without the NaN/Inf check: call
+        `runtime.backends.cuda_device.check_finite` on them where it matters.
+        """
+        if self._device is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        return FrameGraph(self._device, body, example)

@@ -4,10 +4,15 @@ This is the eager reference and the calibration replay path. It loads programs, 
 code, so `runtime/` never imports `model/`. Tensors are torch tensors on the backend's device,
 so stage outputs stay there between graphs. FP32 only: the programs are the FP32 graphs.
 `threads` sets torch's global intra-op thread count (torch has no per-module setting).
+
+On CUDA the device side goes through `runtime/backends/cuda_device.py`, shared with the TensorRT
+backend: every op runs on the device's own stream, uploads and downloads are ordered on it,
+`timer()` measures with CUDA events, and `frame_graph` captures a whole frame as one CUDA graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.backends.cuda_device import CudaDevice, EventTimer, FrameBody, FrameGraph, TorchCudaDevice
 from runtime.errors import BackendUnavailable, InferenceError, ManifestError
 from runtime.manifest import Manifest
 
@@ -27,6 +33,7 @@ class TorchBackend(Backend):
     ) -> None:
         super().__init__(manifest, device, precision, threads)
         self._modules: dict[str, Any] = {}
+        self._device: CudaDevice | None = None  # CUDA only
 
     @classmethod
     def check_available(cls, device: str) -> None:
@@ -45,6 +52,8 @@ class TorchBackend(Backend):
             raise BackendUnavailable(f"the torch backend runs fp32 programs only, not {', '.join(wanted)}")
         if self.threads is not None:
             torch.set_num_threads(self.threads)
+        if self.device == "cuda":
+            self._device = TorchCudaDevice()
         for graph in graphs:
             path = self.manifest.program_file(graph)
             try:
@@ -62,9 +71,14 @@ class TorchBackend(Backend):
                     f"manifest graphs.{graph} ({inputs} / {len(spec.outputs)} outputs)"
                 )
             self._modules[graph] = program.module().to(self.device)
+        if self._device is not None:
+            torch.cuda.synchronize()  # the weights were copied on the default stream; ours reads them
 
     def _close(self) -> None:
         self._modules = {}
+        if self._device is not None:
+            self._device.synchronize()
+            self._device = None
 
     def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import torch
@@ -72,7 +86,7 @@ class TorchBackend(Backend):
         spec = self.manifest.graph(graph)
         args = [feeds[s.name] for s in spec.inputs]
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._scope():
                 result = self._modules[graph](*args)
         except RuntimeError as exc:  # includes torch.cuda.OutOfMemoryError
             raise InferenceError(f"torch failed running graph {graph!r}: {str(exc).strip().splitlines()[0]}") from exc
@@ -84,16 +98,36 @@ class TorchBackend(Backend):
             return tuple(tensor.shape), tensor.dtype.name
         return tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")
 
+    def _scope(self) -> Any:
+        return self._device.scope() if self._device is not None else contextlib.nullcontext()
+
     def upload(self, array: np.ndarray) -> Any:
+        if self._device is not None:
+            return self._device.upload(array)
         import torch
 
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
     def download(self, tensor: Any) -> np.ndarray:
+        if self._device is not None:
+            return self._device.download(tensor)
         return tensor.detach().cpu().numpy()
 
     def _synchronize(self) -> None:
-        if self.device == "cuda":
-            import torch
+        if self._device is not None:
+            self._device.synchronize()
 
-            torch.cuda.synchronize()
+    # ------------------------------------------------------------------ CUDA only
+
+    def _cuda(self, what: str) -> CudaDevice:
+        if self._device is None:
+            raise BackendUnavailable(f"{what} needs the torch backend open on CUDA")
+        return self._device
+
+    def timer(self) -> EventTimer:
+        """CUDA-event timing of the device work queued inside `with backend.timer() as t:` (t.ms)."""
+        return self._cuda("CUDA-event timing").timer()
+
+    def frame_graph(self, body: FrameBody, example: dict[str, np.ndarray]) -> FrameGraph:
+        """Capture `body` (device inputs -> device outputs, e.g. the stage loop) as one CUDA graph."""
+        return FrameGraph(self._cuda("CUDA-graph capture"), body, example)

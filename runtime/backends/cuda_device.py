@@ -1,0 +1,381 @@
+"""Device-side machinery shared by the torch backend on CUDA and the TensorRT backend (DESIGN.md section 5).
+
+One `CudaDevice` owns a CUDA stream and the device arrays of one backend:
+
+- `upload` / `download` / `empty` / `cast` / `copy_from_host`: arrays in the library's own type;
+- `pointer` (the device address TensorRT's `set_tensor_address` takes) and `stream_handle`;
+- `scope()`: a context in which library calls (torch ops) queue on this device's stream;
+- `timer()`: CUDA-event timing of the work queued inside it;
+- `supports_graphs` / `capture`: CUDA-graph capture of work queued on the stream.
+
+Two implementations, chosen by `open_cuda_device`:
+
+- **pycuda** (`pycuda.gpuarray.GPUArray`): the Jetson path, no torch needed. It retains the
+  device's *primary* context (`pycuda.autoprimaryctx`), the same context PyTorch and TensorRT
+  use, so the three coexist in one process. Host copies are synchronous (pageable memory; the
+  frames are copied once in and once out). pycuda has no stream capture here: no CUDA graphs.
+- **torch** (`torch.Tensor` on CUDA): where pycuda is absent, and always for the torch backend
+  (its programs take torch tensors). Every op runs on a dedicated stream; CUDA graphs through
+  `torch.cuda.CUDAGraph`.
+
+`BufferPool` keeps one buffer per (slot, shape, dtype), so a backend writes each graph output
+into the same memory frame after frame (and a captured CUDA graph keeps valid addresses), and
+`FrameGraph` captures a whole frame (every stage of every graph) as one CUDA graph for a static
+input shape. Nothing here imports torch or pycuda at module import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from runtime.errors import BackendUnavailable, InferenceError, ShapeError
+
+LIBRARIES = ("auto", "pycuda", "torch")
+Shape = tuple[int, ...]
+
+
+class EventTimer:
+    """Milliseconds of device work between `__enter__` and `__exit__`, measured with CUDA events."""
+
+    def __init__(self, start: Any, stop: Any, record: Callable[[Any], None], elapsed: Callable[[Any, Any], float]):
+        self._start, self._stop, self._record, self._elapsed = start, stop, record, elapsed
+        self.ms: float | None = None
+
+    def __enter__(self) -> EventTimer:
+        self._record(self._start)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._record(self._stop)
+        if exc[0] is None:
+            self.ms = self._elapsed(self._start, self._stop)  # waits for the stop event
+
+
+class CudaDevice(ABC):
+    """One CUDA device and stream, as a backend sees it. Arrays are the library's own type."""
+
+    library: ClassVar[str]
+    supports_graphs: ClassVar[bool] = False
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
+
+    @property
+    @abstractmethod
+    def stream_handle(self) -> int:
+        """The `cudaStream_t` of this device's stream, as an int (for execute_async_v3)."""
+
+    @abstractmethod
+    def empty(self, shape: Shape, dtype: str) -> Any: ...
+
+    @abstractmethod
+    def upload(self, array: np.ndarray) -> Any:
+        """A new device array holding `array` (the host array may be reused after this returns)."""
+
+    @abstractmethod
+    def copy_from_host(self, target: Any, array: np.ndarray) -> None:
+        """Overwrite the device array `target` (same shape and dtype) with `array`."""
+
+    @abstractmethod
+    def download(self, array: Any) -> np.ndarray:
+        """Wait for the stream, then copy `array` to the host."""
+
+    @abstractmethod
+    def describe(self, array: Any) -> tuple[Shape, str]:
+        """(shape, numpy dtype name) of a device array."""
+
+    @abstractmethod
+    def pointer(self, array: Any) -> int:
+        """Device address of a contiguous device array."""
+
+    @abstractmethod
+    def cast(self, array: Any, dtype: str) -> Any:
+        """A new device array of `dtype`, queued on this device's stream."""
+
+    @abstractmethod
+    def synchronize(self) -> None: ...
+
+    @abstractmethod
+    def timer(self) -> EventTimer: ...
+
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Library calls inside this context queue on this device's stream."""
+        return contextlib.nullcontext()
+
+    def capture(self, body: Callable[[], Any]) -> tuple[Callable[[], None], Any]:
+        """Capture the device work of `body()` as a CUDA graph: (replay, what body returned)."""
+        raise BackendUnavailable(f"CUDA graphs are not available through {self.library}")
+
+    def close(self) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------------- torch
+
+
+_TORCH_DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
+
+
+class TorchCudaDevice(CudaDevice):
+    """torch tensors on CUDA; every op of this backend runs on one dedicated stream."""
+
+    library = "torch"
+    supports_graphs = True
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__(index)
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("torch sees no CUDA device")
+        if index >= torch.cuda.device_count():
+            raise BackendUnavailable(f"CUDA device {index} requested; torch sees {torch.cuda.device_count()}")
+        self._torch = torch
+        self.device = torch.device("cuda", index)
+        self._stream = torch.cuda.Stream(self.device)
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self._stream.cuda_stream)
+
+    @property
+    def stream(self) -> Any:
+        return self._stream
+
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        return self._torch.cuda.stream(self._stream)
+
+    def _dtype(self, name: str) -> Any:
+        if name not in _TORCH_DTYPES:
+            raise ShapeError(f"dtype {name!r} is not supported on the device (use one of {', '.join(_TORCH_DTYPES)})")
+        return getattr(self._torch, name)
+
+    def empty(self, shape: Shape, dtype: str) -> Any:
+        with self.scope():
+            return self._torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self.device)
+
+    def upload(self, array: np.ndarray) -> Any:
+        with self.scope():
+            # Pageable host memory: the copy has finished reading `array` when this returns.
+            return self._torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def copy_from_host(self, target: Any, array: np.ndarray) -> None:
+        with self.scope():
+            target.copy_(self._torch.from_numpy(np.ascontiguousarray(array)))
+
+    def download(self, array: Any) -> np.ndarray:
+        with self.scope():
+            host = array.detach().to("cpu")  # a blocking copy, queued after the work on the stream
+        return host.numpy()
+
+    def describe(self, array: Any) -> tuple[Shape, str]:
+        return tuple(array.shape), str(array.dtype).removeprefix("torch.")
+
+    def pointer(self, array: Any) -> int:
+        if not array.is_contiguous():
+            raise ShapeError("device arrays handed to an engine must be contiguous")
+        return int(array.data_ptr())
+
+    def cast(self, array: Any, dtype: str) -> Any:
+        with self.scope():
+            return array.to(self._dtype(dtype))
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    def timer(self) -> EventTimer:
+        def elapsed(start: Any, stop: Any) -> float:
+            stop.synchronize()
+            return float(start.elapsed_time(stop))
+
+        event = self._torch.cuda.Event
+        return EventTimer(
+            event(enable_timing=True), event(enable_timing=True), lambda e: e.record(self._stream), elapsed
+        )
+
+    def capture(self, body: Callable[[], Any]) -> tuple[Callable[[], None], Any]:
+        graph = self._torch.cuda.CUDAGraph()
+        self.synchronize()
+        # thread_local: other threads (capture, output) may still use CUDA while we capture.
+        with self._torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+            result = body()
+        return graph.replay, result
+
+
+# -------------------------------------------------------------------------------- pycuda
+
+
+class PyCudaDevice(CudaDevice):
+    """pycuda GPUArrays in the device's primary context (shared with PyTorch and TensorRT)."""
+
+    library = "pycuda"
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__(index)
+        if index != 0:
+            # pycuda.autoprimaryctx picks the device from CUDA_DEVICE (default 0), not an argument.
+            raise BackendUnavailable("the pycuda path uses CUDA device 0; set CUDA_VISIBLE_DEVICES to pick another")
+        try:
+            import pycuda.driver as driver
+            import pycuda.gpuarray as gpuarray
+        except ImportError as exc:
+            raise BackendUnavailable(f"pycuda is not installed ({exc})") from exc
+        try:
+            import pycuda.autoprimaryctx  # noqa: F401  retains and activates the primary context
+        except driver.Error as exc:  # cuInit or context errors: no usable device
+            raise BackendUnavailable(f"pycuda cannot open CUDA device 0 ({exc})") from exc
+        self._driver, self._gpuarray = driver, gpuarray
+        self._stream = driver.Stream()
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self._stream.handle)
+
+    def empty(self, shape: Shape, dtype: str) -> Any:
+        return self._gpuarray.empty(tuple(shape), dtype=np.dtype(dtype))
+
+    def upload(self, array: np.ndarray) -> Any:
+        # The legacy default stream orders this copy before later work on our (blocking) stream.
+        return self._gpuarray.to_gpu(np.ascontiguousarray(array))
+
+    def copy_from_host(self, target: Any, array: np.ndarray) -> None:
+        self._stream.synchronize()
+        target.set(np.ascontiguousarray(array))
+
+    def download(self, array: Any) -> np.ndarray:
+        self._stream.synchronize()
+        return array.get()
+
+    def describe(self, array: Any) -> tuple[Shape, str]:
+        return tuple(int(d) for d in array.shape), array.dtype.name
+
+    def pointer(self, array: Any) -> int:
+        if not array.flags.c_contiguous:
+            raise ShapeError("device arrays handed to an engine must be contiguous")
+        return int(array.gpudata)
+
+    def cast(self, array: Any, dtype: str) -> Any:
+        return array.astype(np.dtype(dtype), stream=self._stream)
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    def timer(self) -> EventTimer:
+        def elapsed(start: Any, stop: Any) -> float:
+            stop.synchronize()
+            return float(stop.time_since(start))
+
+        return EventTimer(self._driver.Event(), self._driver.Event(), lambda e: e.record(self._stream), elapsed)
+
+
+def open_cuda_device(library: str = "auto", index: int = 0) -> CudaDevice:
+    """The device through `library`: "pycuda", "torch", or "auto" (pycuda, else torch)."""
+    if library not in LIBRARIES:
+        raise BackendUnavailable(f"unknown CUDA library {library!r} (use one of {', '.join(LIBRARIES)})")
+    if library == "pycuda":
+        return PyCudaDevice(index)
+    if library == "torch":
+        try:
+            return TorchCudaDevice(index)
+        except ImportError as exc:
+            raise BackendUnavailable(f"torch is not installed ({exc})") from exc
+    reasons = []
+    for make in (PyCudaDevice, TorchCudaDevice):
+        try:
+            return make(index)
+        except ImportError as exc:
+            reasons.append(str(exc))
+        except BackendUnavailable as exc:
+            reasons.append(str(exc))
+    raise BackendUnavailable(
+        "no CUDA library for device buffers: " + "; ".join(reasons) + " (install pycuda, or torch with CUDA)"
+    )
+
+
+# ------------------------------------------------------------------------- buffer reuse
+
+
+class BufferPool:
+    """One buffer per (slot, shape, dtype), allocated on first use and reused afterwards.
+
+    A backend takes its output buffers from here with slot = (graph, output name): each graph
+    writes into the same memory on every call, so a graph's output stays valid until that
+    graph runs again (the pipeline consumes every output before then), and a captured CUDA graph
+    finds its buffers at the same addresses on replay. Frames of another size get their own
+    buffers; `clear` frees them all.
+    """
+
+    def __init__(self, allocate: Callable[[Shape, str], Any]) -> None:
+        self._allocate = allocate
+        self._buffers: dict[tuple[Hashable, Shape, str], Any] = {}
+        self.allocations = 0
+
+    def get(self, slot: Hashable, shape: Shape, dtype: str) -> Any:
+        key = (slot, tuple(int(d) for d in shape), dtype)
+        if key not in self._buffers:
+            self._buffers[key] = self._allocate(key[1], dtype)
+            self.allocations += 1
+        return self._buffers[key]
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+    def clear(self) -> None:
+        self._buffers = {}
+
+
+# --------------------------------------------------------------------- whole-frame graphs
+
+FrameBody = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+class FrameGraph:
+    """A whole frame, every stage of every graph, captured once as one CUDA graph and replayed.
+
+    `body(inputs)` takes device arrays (name -> array) and returns device arrays; it must queue
+    device work only (no downloads, no host synchronisation), e.g. the pipeline's stage loop.
+    The constructor copies `example` into static input buffers, runs `body` once eagerly (the
+    warm-up TensorRT needs before capture, and lazy library initialisation), then captures it.
+    `__call__` copies new host inputs of the same shapes into the static buffers, replays the
+    graph and downloads the outputs. Static shapes only: another shape is a ShapeError.
+    """
+
+    def __init__(self, device: CudaDevice, body: FrameBody, example: Mapping[str, np.ndarray]) -> None:
+        if not device.supports_graphs:
+            raise BackendUnavailable(f"CUDA graphs are not available through {device.library} (use torch)")
+        self.device = device
+        self.shapes = {name: (tuple(a.shape), a.dtype.name) for name, a in example.items()}
+        self._inputs = {name: device.upload(a) for name, a in example.items()}
+        with device.scope():
+            body(self._inputs)  # warm-up, outside the capture
+        device.synchronize()
+        self._replay, outputs = device.capture(lambda: dict(body(self._inputs)))
+        self._outputs: dict[str, Any] = outputs
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        got = {name: (tuple(a.shape), a.dtype.name) for name, a in inputs.items()}
+        if got != self.shapes:
+            raise ShapeError(f"this frame graph was captured for {self.shapes}, got {got}: capture another one")
+        for name, array in inputs.items():
+            self.device.copy_from_host(self._inputs[name], array)
+        with self.device.scope():
+            self._replay()
+        return {name: self.device.download(array) for name, array in self._outputs.items()}
+
+
+def check_finite(array: np.ndarray, what: str) -> np.ndarray:
+    """`array` unchanged, or InferenceError when a float array holds NaN or Inf.
+
+    One pass over data already on the host; backends call it on what they download (the final
+    frame in the whole-frame pipeline), not on intermediate device tensors: a NaN or Inf inside
+    the pipeline reaches the final output through every later graph.
+    """
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise InferenceError(f"{what}: {bad} of {array.size} output values are NaN or Inf")
+    return array
