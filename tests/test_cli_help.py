@@ -30,6 +30,10 @@ FLAGS = {
     "export/benchmark_cpu.py": [
         "--artifacts", "--checkpoint", "--threads", "--repeats", "--frames", "--size", "--sgemm-size",
     ],
+    "runtime/benchmark.py": [
+        "--artifacts", "--backends", "--device", "--precisions", "--sizes", "--warmup", "--iters", "--threads",
+        "--tile", "--json", "--plot",
+    ],
     "model/train.py": [],
     "model/evaluate.py": [],
 }  # fmt: skip
@@ -55,7 +59,9 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         assert flag in result.stdout, flag
 
 
-@pytest.mark.parametrize("module", ["export.build_engines", "runtime.restore", "export.benchmark_cpu"])
+@pytest.mark.parametrize(
+    "module", ["export.build_engines", "runtime.restore", "export.benchmark_cpu", "runtime.benchmark"]
+)
 def test_every_flag_has_a_help_text(module: str) -> None:
     parser: argparse.ArgumentParser = importlib.import_module(module).build_parser()
     for action in parser._actions:

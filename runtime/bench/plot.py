@@ -83,7 +83,9 @@ def render(result: dict[str, Any], image_format: str = "png") -> bytes:
     fig.legend(handles, names, loc="outside lower center", ncol=min(4, len(names)), fontsize="small")
 
     samples = [np.asarray(c["end_to_end"]["samples_ms"]) for c in cells]
-    dist.boxplot(samples, positions=ys, vert=False, whis=(1, 99), showfliers=False, widths=0.5)
+    # `orientation` replaced `vert` in matplotlib 3.10 (and `vert` warns from 3.11).
+    sideways = {"orientation": "horizontal"} if matplotlib.__version_info__ >= (3, 10) else {"vert": False}
+    dist.boxplot(samples, positions=ys, whis=(1, 99), showfliers=False, widths=0.5, **sideways)
     rng = np.random.default_rng(0)
     for y, s in zip(ys, samples, strict=True):
         dist.scatter(s, y + rng.uniform(-0.18, 0.18, s.size), s=9, color="tab:red", alpha=0.5, zorder=3)
