@@ -94,16 +94,17 @@ int ufk_cpu_u8_to_planar(const uint8_t *src, int64_t src_stride, int height, int
     return UFK_OK;
 }
 
-/* np.rint(np.clip(v, 0, 1) * np.float32(255)).astype(np.uint8); NaN -> 0 (numpy leaves it undefined). */
+/* np.rint(np.clip(v, 0, 1) * np.float32(255)).astype(np.uint8); NaN -> 0 (numpy leaves it undefined).
+ * Branch-free (random pixels made branches mispredict): the comparisons send NaN to 0 and compile to
+ * min/max instructions, and adding and
+ * subtracting 2^23 rounds a float in [0, 2^23) to an integer, half to even, in the default
+ * rounding mode, as np.rint does (-ffp-contract=off and no fast-math keep the two operations). */
 static uint8_t quantize(float value) {
-    if (!(value > 0.0f)) return 0; /* also NaN */
-    if (value > 1.0f) value = 1.0f;
-    float scaled = value * 255.0f;
-    /* Round half to even without depending on the FPU rounding mode: floor, then ties to even. */
-    int whole = (int)scaled;
-    float fraction = scaled - (float)whole;
-    if (fraction > 0.5f || (fraction == 0.5f && (whole & 1))) whole += 1;
-    return (uint8_t)whole;
+    const float round_magic = 8388608.0f;
+    float clamped = value > 0.0f ? value : 0.0f;
+    clamped = clamped < 1.0f ? clamped : 1.0f;
+    float rounded = clamped * 255.0f + round_magic; /* two roundings: contraction is off */
+    return (uint8_t)(int)(rounded - round_magic);
 }
 
 int ufk_cpu_planar_to_u8(const void *src, int dtype, int src_height, int src_width, uint8_t *dst, int64_t dst_stride,
