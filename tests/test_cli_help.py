@@ -26,6 +26,12 @@ FLAGS = {
     ],
     "runtime/restore.py": [
         "INPUT", "--output", "--artifacts", "--backend", "--device", "--tile", "--tile-overlap", "--threads",
+        "--precision", "--realtime", "--queue-size", "--side-by-side", "--preview", "--fps", "--adaptive-depth",
+        "--budget-ms", "--prior-reuse", "--scene-threshold", "--simulate-slowdown-ms",
+    ],
+    "runtime/video_throughput.py": [
+        "--artifacts", "--clip", "--size", "--frames", "--container", "--backend", "--precision", "--threads",
+        "--warmup", "--rounds", "--json",
     ],
     "export/benchmark_cpu.py": [
         "--artifacts", "--checkpoint", "--threads", "--repeats", "--frames", "--size", "--sgemm-size",
@@ -60,7 +66,14 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["export.build_engines", "runtime.restore", "export.benchmark_cpu", "runtime.benchmark"]
+    "module",
+    [
+        "export.build_engines",
+        "runtime.restore",
+        "export.benchmark_cpu",
+        "runtime.benchmark",
+        "runtime.video_throughput",
+    ],
 )
 def test_every_flag_has_a_help_text(module: str) -> None:
     parser: argparse.ArgumentParser = importlib.import_module(module).build_parser()

@@ -1,0 +1,295 @@
+"""Video throughput against pure inference throughput, in one run.
+
+    python runtime/video_throughput.py                    # edge, ONNX Runtime, Vid4 walk at 320x240
+    python runtime/video_throughput.py --frames 8 --json throughput.json
+
+The clip (a folder of frames or a video file; default the real Vid4 'walk' clip in
+../shared/data/video/) is centre-cropped to --size and encoded to a temporary video file
+(--container). Then, on the same decoded frames:
+
+- pure inference: `pipeline.restore` on frames decoded beforehand, one after the other;
+- video: that file in, restored, a video file out, through the three-thread loop
+  (`run_video`) with decoding, colour conversion and encoding included, timed from opening the
+  input to the finished output file.
+
+Both come after --warmup frames of warm-up, and the ratio video fps / inference fps is printed
+(the goal is at least 0.9: the loop should hide decoding and encoding behind inference). With
+--rounds R the two alternate R times and the medians are reported, so that a change in machine
+load hits both alike. Decoding alone and encoding alone are timed too, to show what the loop
+has to hide. The figures depend on what else runs on the machine: measure on an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.atomic_io import atomic_write_bytes
+from runtime.backends.select import BACKEND_NAMES
+from runtime.bench.environment import describe_environment
+from runtime.bench.report import environment_line
+from runtime.bench.stats import summarize
+from runtime.cli_sizes import frame_size
+from runtime.errors import InputError, ManifestError, UnfoldError
+from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
+from runtime.pipeline import Pipeline
+from runtime.video.loop import run_video
+from runtime.video.sinks import FOURCC_BY_EXTENSION, VideoFileSink
+from runtime.video.sources import open_source
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
+DEFAULT_CLIP = REPO.parent / "shared" / "data" / "video" / "vid4_walk"
+GOAL_RATIO = 0.9
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="video_throughput.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        metavar="DIR",
+        help="exported model folder, written by export/build_engines.py (default: artifacts/edge)",
+    )
+    p.add_argument(
+        "--clip",
+        default=str(DEFAULT_CLIP),
+        metavar="SOURCE",
+        help="the clip: a folder of frames, a frame pattern or a video file (default: ../shared/data/video/vid4_walk)",
+    )
+    p.add_argument(
+        "--size",
+        type=frame_size,
+        default=(240, 320),
+        metavar="WxH",
+        help="centre crop of every frame, WIDTHxHEIGHT (default: 320x240)",
+    )
+    p.add_argument("--frames", type=int, metavar="N", help="use the first N frames of the clip (default: all)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the encoded clip (default: 25)")
+    p.add_argument(
+        "--container",
+        choices=sorted(FOURCC_BY_EXTENSION),
+        default=".mp4",
+        help="container (and so codec) of the input and output files (default: .mp4, mp4v)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="onnxruntime",
+        help="backend for the graphs (default: onnxruntime)",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for the backend (default: cpu)")
+    p.add_argument("--precision", choices=REQUESTED_PRECISIONS, default="auto", help="graph precision (default: auto)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the backend (default: one per core)")
+    p.add_argument("--warmup", type=int, default=2, metavar="N", help="warm-up frames, not timed (default: 2)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="R",
+        help="alternate inference and video R times and report the medians (default: 1)",
+    )
+    p.add_argument("--queue-size", type=int, default=4, metavar="N", help="queue size of the video loop (default: 4)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures and the environment as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    return p
+
+
+def centre_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The centre height x width of an HxWx3 frame; InputError when the frame is smaller."""
+    h, w = rgb.shape[:2]
+    if h < height or w < width:
+        raise InputError(f"frame {w}x{h} is smaller than the crop {width}x{height}")
+    top, left = (h - height) // 2, (w - width) // 2
+    return np.ascontiguousarray(rgb[top : top + height, left : left + width])
+
+
+def read_clip(spec: str, height: int, width: int, frames: int | None) -> list[np.ndarray]:
+    """The clip's first `frames` frames (all when None), centre-cropped, float32 RGB."""
+    with open_source(spec) as source:
+        cropped = []
+        for frame in source:
+            cropped.append(centre_crop(frame.rgb, height, width))
+            if frames is not None and len(cropped) == frames:
+                break
+    if frames is not None and len(cropped) < frames:
+        raise InputError(f"{spec}: has {len(cropped)} frames, fewer than --frames {frames}")
+    return cropped
+
+
+def encode(frames: list[np.ndarray], path: Path, fps: float) -> float:
+    """Write `frames` to the video file `path`; the seconds it took."""
+    started = time.perf_counter()
+    with VideoFileSink(path, fps, (frames[0].shape[1], frames[0].shape[0])) as sink:
+        for rgb in frames:
+            sink.write(rgb, rgb)
+    return time.perf_counter() - started
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], float]:
+    """Every frame of the video file `path`, and the seconds decoding took."""
+    started = time.perf_counter()
+    with open_source(path) as source:
+        frames = [frame.rgb for frame in source]
+    return frames, time.perf_counter() - started
+
+
+def time_inference(pipeline: Pipeline, frames: list[np.ndarray], progress: bool) -> dict[str, Any]:
+    """Pure inference: `pipeline.restore` on frames already in memory."""
+    per_frame = []
+    started = time.perf_counter()
+    for rgb in tqdm(frames, desc="inference", unit="frame", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        pipeline.restore(rgb)
+        per_frame.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - started
+    return {"frames": len(frames), "seconds": wall, "fps": len(frames) / wall, "latency": summarize(per_frame)}
+
+
+def time_video(
+    pipeline: Pipeline, source_path: Path, out_path: Path, queue_size: int, progress: bool
+) -> dict[str, Any]:
+    """File in, restored, file out through `run_video`: opening to the finished output file."""
+    started = time.perf_counter()
+    source = open_source(source_path)
+    sink = VideoFileSink(out_path, source.fps, source.size)
+    summary = run_video(source, pipeline.restore, [sink], queue_size=queue_size, progress=progress)
+    wall = time.perf_counter() - started
+    if summary.frames_out != summary.frames_in or summary.decode_errors:
+        raise InputError(f"{source_path}: the video run restored {summary.frames_out} of {summary.frames_in} frames")
+    written, _ = decode(out_path)
+    if len(written) != summary.frames_out:
+        raise InputError(f"{out_path}: holds {len(written)} frames, {summary.frames_out} were written")
+    return {
+        "frames": summary.frames_out,
+        "seconds": wall,
+        "fps": summary.frames_out / wall,
+        "process_ms_mean": summary.process_ms_mean,
+        "latency_p50_ms": summary.latency_p50_ms,
+        "latency_p99_ms": summary.latency_p99_ms,
+    }
+
+
+def measure(args: argparse.Namespace, pipeline: Pipeline, work: Path) -> dict[str, Any]:
+    height, width = args.size
+    clip = read_clip(args.clip, height, width, args.frames)
+    source_path = work / f"input{args.container}"
+    encode_s = encode(clip, source_path, args.fps)
+    decoded, decode_s = decode(source_path)
+    if len(decoded) != len(clip):
+        raise InputError(f"{source_path}: {len(decoded)} frames decoded, {len(clip)} encoded")
+    for _ in range(args.warmup):
+        pipeline.restore(decoded[0])
+    progress = not args.quiet
+    inference_runs, video_runs = [], []
+    for round_index in range(args.rounds):
+        inference_runs.append(time_inference(pipeline, decoded, progress))
+        out_path = work / f"restored{round_index}{args.container}"
+        video_runs.append(time_video(pipeline, source_path, out_path, args.queue_size, progress))
+        out_path.unlink()
+    inference_fps = statistics.median(r["fps"] for r in inference_runs)
+    video_fps = statistics.median(r["fps"] for r in video_runs)
+    n = len(decoded)
+    return {
+        "settings": {
+            "artifacts": str(args.artifacts),
+            "model": pipeline.manifest.name,
+            "clip": args.clip,
+            "width": width,
+            "height": height,
+            "frames": n,
+            "fps": args.fps,
+            "container": args.container,
+            "fourcc": FOURCC_BY_EXTENSION[args.container],
+            "backend": pipeline.backend.name,
+            "device": pipeline.backend.device,
+            "precision": args.precision,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "queue_size": args.queue_size,
+        },
+        "environment": describe_environment(args.threads, uses_cuda=pipeline.backend.device == "cuda"),
+        "encode_alone": {"frames": n, "seconds": encode_s, "fps": n / encode_s},
+        "decode_alone": {"frames": n, "seconds": decode_s, "fps": n / decode_s},
+        "inference": inference_runs,
+        "video": video_runs,
+        "inference_fps": inference_fps,
+        "video_fps": video_fps,
+        "ratio": video_fps / inference_fps,
+        "goal_ratio": GOAL_RATIO,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    rows = [("encode alone", result["encode_alone"]), ("decode alone", result["decode_alone"])]
+    rows += [(f"pure inference{f' #{i + 1}' if s['rounds'] > 1 else ''}", r) for i, r in enumerate(result["inference"])]
+    rows += [(f"video file->file{f' #{i + 1}' if s['rounds'] > 1 else ''}", r) for i, r in enumerate(result["video"])]
+    lines = [
+        environment_line(result["environment"]),
+        f"{s['model']}, {s['backend']}/{s['device']} {s['precision']}, {s['frames']} frames of {s['clip']} "
+        f"centre-cropped to {s['width']}x{s['height']}, {s['fourcc']} {s['container']}, {s['warmup']} warm-up frames",
+        f"{'':20}{'frames':>8}{'seconds':>10}{'fps':>10}{'ms/frame':>10}",
+    ]
+    for label, r in rows:
+        lines.append(f"{label:20}{r['frames']:>8}{r['seconds']:>10.2f}{r['fps']:>10.2f}{1000 / r['fps']:>10.1f}")
+    verdict = "met" if result["ratio"] >= result["goal_ratio"] else "MISSED"
+    lines.append(
+        f"video / inference throughput: {result['video_fps']:.2f} / {result['inference_fps']:.2f} fps = "
+        f"{result['ratio']:.3f} (goal >= {result['goal_ratio']}: {verdict})"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        for flag, value, least in (
+            ("--frames", args.frames, 1),
+            ("--warmup", args.warmup, 0),
+            ("--rounds", args.rounds, 1),
+        ):
+            if value is not None and value < least:
+                raise InputError(f"{flag} must be >= {least}, got {value}")
+        if args.artifacts == DEFAULT_ARTIFACTS and not (DEFAULT_ARTIFACTS / MANIFEST_NAME).is_file():
+            raise ManifestError(
+                f"{DEFAULT_ARTIFACTS}: the shipped model has not been exported yet; "
+                "run `python export/build_engines.py` first (or pass --artifacts DIR)"
+            )
+        with (
+            Pipeline.from_manifest(
+                args.artifacts, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads
+            ) as pipeline,
+            tempfile.TemporaryDirectory(prefix="video_throughput_") as work,
+        ):
+            result = measure(args, pipeline, Path(work))
+        print(format_table(result))
+        if args.json is not None:
+            atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
+            print(f"wrote {args.json}")
+    except UnfoldError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
