@@ -40,6 +40,10 @@ FLAGS = {
         "--artifacts", "--backends", "--device", "--precisions", "--sizes", "--warmup", "--iters", "--threads",
         "--tile", "--json", "--plot",
     ],
+    "runtime/tradeoffs.py": [
+        "--artifacts", "--backend", "--precision", "--threads", "--images", "--image-count", "--clip", "--frames",
+        "--size", "--sigma", "--reuse", "--scene-threshold", "--json",
+    ],
     "model/train.py": [],
     "model/evaluate.py": [],
 }  # fmt: skip
@@ -73,6 +77,7 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         "export.benchmark_cpu",
         "runtime.benchmark",
         "runtime.video_throughput",
+        "runtime.tradeoffs",
     ],
 )
 def test_every_flag_has_a_help_text(module: str) -> None:
