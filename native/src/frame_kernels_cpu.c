@@ -67,9 +67,12 @@ int ufk_cpu_u8_to_planar(const uint8_t *src, int64_t src_stride, int height, int
                          void *dst, int dtype, int padded_height, int padded_width) {
     /* numpy: np.float32(1.0 / 255.0), the double quotient rounded once to float32. */
     const float reciprocal = (float)(1.0 / 255.0);
+    /* Only 256 inputs: convert each once (float32, and its FP16 rounding) and look them up. */
     float table[256];
+    uint16_t half_table[256];
     for (int v = 0; v < 256; ++v) {
         table[v] = scale_rule == UFK_SCALE_DIVIDE ? (float)v / 255.0f : (float)v * reciprocal;
+        half_table[v] = float_to_half(table[v]);
     }
     int *columns = (int *)malloc(sizeof(int) * (size_t)padded_width);
     if (columns == NULL) return ufk_fail(UFK_ERR_BAD_SIZE, "cannot allocate %d column indices", padded_width);
@@ -83,7 +86,7 @@ int ufk_cpu_u8_to_planar(const uint8_t *src, int64_t src_stride, int height, int
             const int64_t base = c * plane + (int64_t)y * padded_width;
             if (dtype == UFK_DTYPE_FP16) {
                 uint16_t *out = (uint16_t *)dst + base;
-                for (int x = 0; x < padded_width; ++x) out[x] = float_to_half(table[row[columns[x] + offsets[c]]]);
+                for (int x = 0; x < padded_width; ++x) out[x] = half_table[row[columns[x] + offsets[c]]];
             } else {
                 float *out = (float *)dst + base;
                 for (int x = 0; x < padded_width; ++x) out[x] = table[row[columns[x] + offsets[c]]];
