@@ -171,3 +171,44 @@ def test_tiled_runs_reuse_the_whole_frame_prior(pipeline: Pipeline) -> None:
     assert np.array_equal(first, tiled.restore(frames[0]))
     assert cache.hits == 2
     assert all(0 < np.abs(r - tiled.restore(f)).mean() < 0.02 for r, f in zip(rest, frames[1:], strict=True))
+
+
+# --------------------------------------------------------------------------- runtime/tradeoffs.py
+
+
+def test_tradeoffs_noise_is_the_evaluation_rule_and_the_temporal_measures() -> None:
+    from model.degradations import apply_case
+    from runtime.tradeoffs import add_noise, flicker, temporal_psnr
+
+    clean = _scene(24, 40)
+    assert np.array_equal(add_noise(clean, 25, seed=3), apply_case(clean, "noise25", seed=3))
+    video = np.stack([_scene(24, 40, seed) for seed in range(4)])
+    assert flicker(video, video) == 0.0 and temporal_psnr(video, video) == np.inf
+    assert temporal_psnr(np.clip(video + 0.05, 0, 1), video) > 40  # a steady offset is no flicker
+    still = np.stack([clean] * 4)
+    shaky = still + np.array([0.0, 0.02, 0.0, 0.02], dtype=np.float32)[:, None, None, None]
+    assert abs(flicker(shaky, still) - 0.02 * 255) < 1e-3  # every frame moves by 0.02
+    assert abs(temporal_psnr(shaky, still) - 20 * np.log10(1 / 0.02)) < 1e-3
+
+
+def test_tradeoffs_cli_on_the_tiny_model_and_real_data(export_tiny, shared_data, tmp_path, capsys) -> None:
+    import json
+
+    from runtime.tradeoffs import main
+
+    artifacts = export_tiny(stages=3).artifacts
+    out = tmp_path / "tradeoffs.json"
+    argv = ["--artifacts", str(artifacts), "--image-count", "1", "--frames", "4", "--size", "64x48"]
+    assert main([*argv, "--reuse", "0,2", "--threads", "1", "--json", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "Adaptive depth" in printed and "Prior reuse" in printed
+    result = json.loads(out.read_text())
+    assert [(r["data"], r["stages"]) for r in result["depth"]] == [
+        ("CBSD68", 1), ("CBSD68", 2), ("CBSD68", 3), ("vid4_walk", 1), ("vid4_walk", 2), ("vid4_walk", 3)
+    ]  # fmt: skip
+    off, reuse = result["reuse"]
+    assert off["prior_runs"] == 3 * 4 and off["cache"] is None
+    cache = reuse["cache"]
+    assert cache["hits"] + cache["misses"] == 4 and reuse["prior_runs"] == 3 * cache["misses"]
+    assert main([*argv, "--size", "2000x48", "-q"]) == 1
+    assert "cannot be centre-cropped" in capsys.readouterr().err
