@@ -280,6 +280,8 @@ def test_adaptive_depth_and_prior_reuse_are_wired_and_summarised(
         (["{clip}", "-o", "{tmp}/o.mp4", "--queue-size", "0"], "--queue-size must be >= 1"),
         (["{image}", "-o", "{tmp}/o.png", "--realtime"], "--realtime: these flags apply to videos only"),
         (["{tmp}/nothing.mp4", "-o", "{tmp}/o.mp4"], "nothing.mp4: no such file or folder"),
+        (["7", "-o", "{tmp}/o.mp4"], "camera 7: cannot be opened"),
+        (["rtsp://127.0.0.1:9/none", "-o", "{tmp}/o.mp4"], "rtsp://127.0.0.1:9/none: cannot be opened"),
     ],
 )
 def test_bad_video_arguments_get_one_line(
@@ -297,3 +299,17 @@ def test_bad_video_arguments_get_one_line(
         assert code == 1
     assert expected in err.strip().splitlines()[-1], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["still.png"]
+
+
+def test_preview_without_a_display_is_one_line_and_leaves_no_file(
+    tiny_export, clips: dict[str, Path], tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code, err = _restore(
+        capsys, clips["mkv"], "-o", tmp_path / "o.mp4", "--preview", "--artifacts", tiny_export.artifacts
+    )
+    assert code == 1 and err.strip().splitlines() == [
+        "error: no display for the preview window (DISPLAY is not set); run without the preview"
+    ]
+    assert list(tmp_path.iterdir()) == []  # the video file opened before the preview failed is gone
