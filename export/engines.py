@@ -40,7 +40,7 @@ from tqdm import tqdm
 from export.trt_builder import BuildOptions, ShapeRange, key_inputs_for
 from export.trt_builder import build_engine as build_one_engine
 from runtime.engine_key import EngineKeyInputs, plan_filename
-from runtime.errors import EngineBuildError, InputError
+from runtime.errors import EngineBuildError, InputError, ShapeError
 from runtime.gpu_info import GpuInfo, query_gpu
 from runtime.manifest import (
     BATCH,
@@ -96,7 +96,10 @@ def _pad(manifest: Manifest, size: Size, what: str) -> Size:
     height, width = size
     if height < 1 or width < 1:
         raise InputError(f"{what} {width}x{height}: width and height must be positive")
-    return padded_size(height, width, manifest.pad_multiple, manifest.min_size)
+    try:
+        return padded_size(height, width, manifest.pad_multiple, manifest.min_size)
+    except ShapeError as exc:
+        raise InputError(f"{what} {width}x{height}: {exc}") from exc
 
 
 def _label(size: Size) -> str:
@@ -141,7 +144,7 @@ def plan_jobs(
             raise InputError(f"profile needs min <= opt <= max in height and width, got {profile}")
         shape_sets: list[tuple[str, tuple[Size, ...]]] = [(f"{_label(low)}..{_label(high)}", (low, opt, high))]
     else:
-        padded = [_pad(manifest, s, "size") for s in (sizes or DEFAULT_SIZES)]
+        padded = [_pad(manifest, s, "size") for s in (DEFAULT_SIZES if sizes is None else sizes)]
         if not padded:
             raise InputError("no sizes given")
         shape_sets = [(_label(s), (s,)) for s in dict.fromkeys(padded)]
