@@ -40,6 +40,7 @@ FLAGS = {
         "--artifacts", "--backends", "--device", "--precisions", "--sizes", "--warmup", "--iters", "--threads",
         "--tile", "--json", "--plot",
     ],
+    "runtime/frame_kernels_bench.py": ["--size", "--multiple", "--dtype", "--repeats", "--warmup"],
     "runtime/tradeoffs.py": [
         "--artifacts", "--backend", "--precision", "--threads", "--images", "--image-count", "--clip", "--frames",
         "--size", "--sigma", "--reuse", "--scene-threshold", "--json",
@@ -78,6 +79,7 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         "runtime.benchmark",
         "runtime.video_throughput",
         "runtime.tradeoffs",
+        "runtime.frame_kernels_bench",
     ],
 )
 def test_every_flag_has_a_help_text(module: str) -> None:
