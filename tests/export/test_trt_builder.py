@@ -206,10 +206,23 @@ class _Parser:
 
     def __init__(self, network: _Network, logger: object) -> None:
         self.errors: list[_ParserError] = []
+        self.network = network
 
     def parse_from_file(self, path: str) -> bool:
         if _Parser.fail:
             self.errors.append(_ParserError(0, "my_relu"))
+        if path.endswith(".onnx") and not self.errors:  # a real graph file: its inputs, dynamic dims as -1
+            import onnx
+            from google.protobuf.message import DecodeError
+
+            try:
+                graph = onnx.load(path, load_external_data=False).graph
+            except DecodeError:  # the placeholder file of most tests: keep the fake inputs
+                return True
+            self.network.inputs = [
+                _Tensor(i.name, tuple(d.dim_value or -1 for d in i.type.tensor_type.shape.dim), None)
+                for i in graph.input
+            ]
         return not self.errors
 
     @property
@@ -512,3 +525,49 @@ def test_the_fake_only_uses_real_tensorrt_names() -> None:
         for member in vars(getattr(trt, name)):
             assert index.lookup(name, member) is not None, f"{name}.{member}"
     assert index.lookup("ILogger.Severity", "ERROR") is not None
+
+
+# ------------------------------------------------- export/engines.py: what a build records
+
+
+def test_engines_for_artifacts_are_recorded_so_that_the_runtime_accepts_them(
+    fake, export_tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder's keys and the manifest records are what the TensorRT backend checks: one flow."""
+    import shutil
+
+    from export import engines
+    from runtime.backends.tensorrt_backend import usable_engines
+    from runtime.manifest import load_manifest
+
+    fake("10.3.0.30")
+    monkeypatch.setattr(engines, "query_gpu", lambda: GPU)
+    root = tmp_path / "artifacts"
+    shutil.copytree(export_tiny().artifacts, root)
+    graphs = load_manifest(root).graphs_in_use()
+
+    rows = engines.build_engines_for_artifacts(root, sizes=[(64, 64)], workspace_bytes=1 << 28, progress=False)
+    manifest = load_manifest(root)  # every recorded plan's sha256 checked
+    assert [(r.graph, r.status, r.shapes) for r in rows] == [(g, "built", "64x64") for g in graphs]
+    assert sorted(e.graph for e in manifest.engines) == sorted(graphs)
+    for record in manifest.engines:
+        assert record.plan.path == f"engines/{record.graph}.{record.key}.plan"
+        assert (record.precision, record.tensorrt_version, record.device_name) == ("fp32", "10.3.0.30", GPU.name)
+        assert record.compute_capability == "8.7"
+        assert usable_engines(manifest, record.graph, "fp32", "10.3.0.30", GPU) == [record]
+    assert manifest.engines[0].profile["x"].min == (1, 3, 64, 64) == manifest.engines[0].profile["x"].max
+    assert (root / "engines" / "timing.cache").is_file()
+    assert sorted(p.name for p in (root / "engines").iterdir()) == sorted(
+        [f"{e.graph}.{e.key}.plan" for e in manifest.engines] + ["timing.cache"]
+    )  # no temporary file left
+
+    again = engines.build_engines_for_artifacts(root, sizes=[(64, 64)], progress=False)
+    assert {r.status for r in again} == {"kept"} and load_manifest(root).engines == manifest.engines
+
+    fake("10.13.3.9")  # a TensorRT upgrade: every engine is rebuilt and replaces its old record
+    engines.build_engines_for_artifacts(root, sizes=[(64, 64)], progress=False)
+    upgraded = load_manifest(root)
+    assert len(upgraded.engines) == len(graphs)
+    assert not {e.key for e in upgraded.engines} & {e.key for e in manifest.engines}
+    with pytest.raises(EngineBuildError, match="tensorrt_version: built for '10.13.3.9', now '10.3.0.30'"):
+        usable_engines(upgraded, graphs[0], "fp32", "10.3.0.30", GPU)
