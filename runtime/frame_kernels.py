@@ -302,6 +302,8 @@ class FrameKernels:
         if out is None:
             out = np.empty((max(height, 0), max(width, 0), layout.channels), dtype=np.uint8)
         out = _pitched_frame(out, layout, writable=True)
+        if out.shape[:2] != (height, width):  # the library trusts the buffer to hold height x width
+            raise ShapeError(f"output frame is {out.shape[1]}x{out.shape[0]}, the crop is {width}x{height}")
         self.planar_to_u8(
             Device.CPU, planar.ctypes.data, dtype_code(planar.dtype), planar.shape[1], planar.shape[2],
             out.ctypes.data, out.strides[0], height, width, layout,

@@ -267,6 +267,8 @@ def test_python_side_refuses_wrong_arrays(kernels: fk.FrameKernels) -> None:
         kernels.frame_to_planar(np.zeros((4, 4, 3), dtype=np.uint8), 8, 8, fk.Layout.RGBA)
     with pytest.raises(InputError, match="float64"):
         kernels.planar_to_frame(np.zeros((3, 4, 4)), 4, 4)
+    with pytest.raises(ShapeError, match="output frame is 4x4, the crop is 5x4"):
+        kernels.planar_to_frame(np.zeros((3, 8, 8), dtype=np.float32), 4, 5, out=np.zeros((4, 4, 3), dtype=np.uint8))
     with pytest.raises(ShapeError, match="tile values"):
         fk.NativeBlender(kernels, 1, 3, 8, 8, 0).add(Tile(0, 0, 8, 8), np.zeros((1, 3, 4, 4), dtype=np.float32))
 
