@@ -20,6 +20,7 @@ from export.trt_builder import DEFAULT_FP32_LAYER_TYPES
 REPO = Path(__file__).resolve().parents[2]
 BUILDER = REPO / "export" / "trt_builder.py"
 VERSION_MODULE = REPO / "runtime" / "trt_version.py"
+BACKEND = REPO / "runtime" / "backends" / "tensorrt_backend.py"
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,37 @@ def test_the_project_tensorrt_modules_pass_the_check(index: api.StubIndex) -> No
     # The inference must really see the TensorRT objects: a check of nothing would pass too.
     assert checked["export/trt_builder.py"].verified >= 40, checked["export/trt_builder.py"].verified
     assert checked["runtime/trt_version.py"].verified >= 8
+
+
+def test_the_tensorrt_backend_is_checked_call_by_call(index: api.StubIndex) -> None:
+    report = api.check_files([BACKEND], index)[0]
+    assert report.uses_tensorrt and report.problems == []
+    # Runtime, deserialisation, IO tensors, profiles, contexts, bindings, execute_async_v3, logger.
+    assert report.verified >= 25, report.verified
+    # The engine builder for artifacts and the device machinery make no TensorRT call of their own.
+    for module in ("export/engines.py", "runtime/backends/cuda_device.py"):
+        tree = __import__("ast").parse((REPO / module).read_text(encoding="utf-8"))
+        assert not api.imports_tensorrt(tree), module
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("context.execute_async_v3(", "context.execute_async_v2(", "class IExecutionContext has no 'execute_async_v2'"),
+        ("context.set_tensor_address(", "context.set_tensor_adress(", "has no 'set_tensor_adress'"),
+        ("context.set_input_shape(", "context.set_binding_shape(", "has no 'set_binding_shape'"),
+        ("engine.get_tensor_profile_shape(", "engine.get_profile_shape(", "ICudaEngine has no 'get_profile_shape'"),
+        ("trt.TensorIOMode.INPUT", "trt.TensorIOMode.INPUTS", "class TensorIOMode has no 'INPUTS'"),
+        ("runtime.deserialize_cuda_engine(", "runtime.deserialize_engine(", "class Runtime has no"),
+        ("range(engine.num_io_tensors)", "range(engine.num_io_tensors())", "num_io_tensors is a property"),
+        ("trt_module.Runtime(", "trt_module.IRuntime(", "module tensorrt has no 'IRuntime'"),
+    ],
+)
+def test_a_wrong_call_in_the_tensorrt_backend_fails(index: api.StubIndex, old: str, new: str, expected: str) -> None:
+    text, line = _mutate(BACKEND, old, new)
+    problems = _problems(index, text, "runtime/backends/tensorrt_backend.py")
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"runtime/backends/tensorrt_backend.py:{line}:") and expected in problems[0]
 
 
 def test_a_misspelt_trt_name_fails_with_file_line_and_name(index: api.StubIndex) -> None:
