@@ -16,6 +16,7 @@ second pass of as many frames.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,6 +191,8 @@ def measure_cell(pipeline: Pipeline, height: int, width: int, settings: Settings
         # Padding, layout, uploads, downloads and Python between the graphs.
         "unattributed_ms": end_to_end["mean_ms"] - sum(g["per_frame_ms"] for g in graphs.values()),
         "memory": memory,
+        # Other work on the machine slows every figure; this says how busy it was during the cell.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -51,6 +51,7 @@ def render(result: dict[str, Any], image_format: str = "png") -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     labels = [cell_label(c) for c in cells]
     graphs = list(dict.fromkeys(g for c in cells for g in c["graphs"]))
@@ -75,7 +76,7 @@ def render(result: dict[str, Any], image_format: str = "png") -> bytes:
     bars.barh(ys, other, left=left, color="0.75", label="rest of the frame (pad, copies, Python)")
     for y, cell in zip(ys, cells, strict=True):
         mean = cell["end_to_end"]["mean_ms"]
-        bars.text(max(left[y] + other[y], mean), y, f" {mean:.0f} ms, {cell['throughput_fps']:.1f} fps", va="center")
+        bars.text(max(left[y] + other[y], mean), y, f" {mean:.0f} ms, {cell['throughput_fps']:.3g} fps", va="center")
     bars.set_xlabel("mean latency per frame (ms), by graph")
     bars.set_title("Where a frame's time goes")
     bars.set_xlim(0, float(max(left + other).max()) * 1.35)
@@ -89,10 +90,13 @@ def render(result: dict[str, Any], image_format: str = "png") -> bytes:
     rng = np.random.default_rng(0)
     for y, s in zip(ys, samples, strict=True):
         dist.scatter(s, y + rng.uniform(-0.18, 0.18, s.size), s=9, color="tab:red", alpha=0.5, zorder=3)
-        dist.plot(np.percentile(s, 99), y, marker="|", markersize=14, color="black")
     lo, hi = min(s.min() for s in samples), max(s.max() for s in samples)
     if hi > 8 * lo:
         dist.set_xscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+        dist.xaxis.set_major_formatter(plain)
+        dist.xaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2, 3, 5)))  # few labels, no overlap
+        dist.xaxis.set_minor_formatter(plain)
     dist.set_xlabel("end-to-end latency per frame (ms); box p25-p75, whiskers p1-p99, dots: frames")
     dist.set_title("Latency distribution")
     dist.grid(axis="x", alpha=0.3)
