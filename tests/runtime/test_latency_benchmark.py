@@ -185,6 +185,7 @@ def test_benchmark_cli_writes_json_and_plot_with_every_figure(tiny_export, tmp_p
         assert cell["padded_height"] % manifest.pad_multiple == 0
         assert cell["device_time"] is None and cell["host_overhead_ms"] is None  # CPU: wall time is device time
         assert cell["memory"]["host_peak_rss_bytes"] > 0 and cell["memory"]["host_peak_rss_delta_bytes"] >= 0
+        assert cell["load_average_1min"] >= 0
 
     skipped = {(s["backend"], s["precision"], s["width"]) for s in result["skipped"]}
     assert len(result["skipped"]) == 2 * 3 * 2  # fp32 (same as auto), fp16, int8 per backend and size
