@@ -130,6 +130,7 @@ def test_grid_lists_every_skipped_cell_with_its_reason(tiny_export) -> None:
 # --------------------------------------------------------------------------- the CLI, JSON and plot
 
 
+@pytest.mark.slow
 def test_benchmark_cli_writes_json_and_plot_with_every_figure(tiny_export, tmp_path: Path, capsys) -> None:
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     iters = 4
