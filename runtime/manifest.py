@@ -23,7 +23,8 @@ fills it in. Schema version 1::
     stages            per stage (1-based): its gradient / prior / proximal graph names and the
                       value fed to the prior graph's `stage` input
     graphs            per graph name: role, stages served, inputs and outputs (name, dtype,
-                      symbolic shape), opset, precision variants (file, sha256, parent sha256),
+                      symbolic shape), opset, precision variants (file, sha256, parent sha256,
+                      nodes kept in higher precision, PSNR against FP32 and its input),
                       torch.export program (file, sha256), parity record
     pipeline_checks   end-to-end runs of the exported pipeline against PyTorch at export
     calibration       INT8 calibration record, or null
@@ -103,6 +104,11 @@ class Variant:
     precision: str
     onnx: FileRef
     parent_sha256: str | None = None
+    # Nodes left in higher precision than the variant's (FP16: kept FP32; INT8: not quantized).
+    kept_higher: tuple[str, ...] = ()
+    # What the export measured: PSNR of this variant's output against FP32, and on which input.
+    psnr_vs_fp32_db: float | None = None
+    checked_on: str | None = None
 
 
 @dataclass(frozen=True)

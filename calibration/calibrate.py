@@ -1,0 +1,159 @@
+"""Calibrate an artifacts folder: INT8 Q/DQ graphs, their accuracy report, the `auto` plans.
+
+    python calibration/calibrate.py                                  # artifacts/edge, built-in photos
+    python calibration/calibrate.py --source clips/street.mp4 --frames 32
+    python calibration/calibrate.py --source my_frames/ --heldout my_other_frames/
+
+Each graph is calibrated on the inputs the FP32 graphs before it really produce on the
+calibration frames (pipeline replay), quantized (symmetric `<graph>.int8.onnx` for TensorRT,
+and `<graph>.int8-cpu.onnx` for ONNX Runtime on x86), and checked on held-out frames that were
+not used for calibration: per graph and end to end against FP32, and against ground truth where
+the frames have it (the built-in photos are clean photos degraded like training data). A graph
+that misses the gate keeps its higher precision. `--precision auto` at run time then takes INT8
+only where it passed, and on ONNX Runtime CPU only where it also measured faster.
+The report is written to <artifacts>/calibration/report.json and summarised here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from calibration.int8 import CalibrationReport, calibrate_artifacts
+from calibration.qdq import METHODS
+from calibration.sources import BUILTIN, BUILTIN_HELDOUT, load_frames
+from runtime.cli_sizes import frame_size
+from runtime.errors import InputError, UnfoldError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
+    """The calibration flags, shared with export/build_engines.py."""
+    p.add_argument(
+        "--source",
+        default=BUILTIN,
+        help="calibration frames: an image folder, a video file, an image sequence (folder, printf or glob "
+        f"pattern) or '{BUILTIN}': photos bundled with scikit-image, degraded like training data (default)",
+    )
+    p.add_argument(
+        "--heldout",
+        default=BUILTIN_HELDOUT,
+        help="frames for the accuracy gate, never calibrated on; same kinds as --source "
+        f"(default: '{BUILTIN_HELDOUT}', two other bundled photos, degraded, with ground truth)",
+    )
+    p.add_argument("--frames", type=int, default=16, help="calibration frames, sampled evenly (default: 16)")
+    p.add_argument("--heldout-frames", type=int, default=4, help="held-out frames for the gate (default: 4)")
+    p.add_argument(
+        "--calibration-size",
+        type=frame_size,
+        default=(256, 256),
+        metavar="WxH",
+        help="frames are centre-cropped to this size (default: 256x256)",
+    )
+    p.add_argument(
+        "--degrade",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="apply training's random degradations to the frames, keeping the clean ones as ground truth "
+        "(default: only for the built-in photos)",
+    )
+    p.add_argument(
+        "--method", choices=METHODS, default="entropy", help="activation range estimate (default: entropy)"
+    )
+    p.add_argument(
+        "--gate-db",
+        type=float,
+        default=40.0,
+        help="least PSNR against FP32, per graph and end to end, for a graph to ship INT8 (default: 40)",
+    )
+    p.add_argument(
+        "--max-gt-loss-db",
+        type=float,
+        default=0.3,
+        help="most PSNR the INT8 pipeline may lose against ground truth (default: 0.3)",
+    )
+    p.add_argument(
+        "--no-cpu-flavour", action="store_true", help="do not write the uint8-activation <graph>.int8-cpu.onnx graphs"
+    )
+
+
+def calibrate_from_args(args: argparse.Namespace, artifacts: Path, threads: int | None, progress: bool):
+    """Load the frames the flags name and calibrate `artifacts`; returns the report."""
+    if args.frames < 1 or args.heldout_frames < 1:
+        raise InputError("--frames and --heldout-frames must be >= 1")
+    calibration = load_frames(args.source, args.frames, args.calibration_size, args.degrade, seed=0)
+    heldout = load_frames(args.heldout, args.heldout_frames, args.calibration_size, args.degrade, seed=1)
+    return calibrate_artifacts(
+        artifacts,
+        calibration,
+        heldout,
+        source=str(args.source),
+        method=args.method,
+        gate_db=args.gate_db,
+        max_gt_loss_db=args.max_gt_loss_db,
+        cpu_flavour=not args.no_cpu_flavour,
+        threads=threads,
+        progress=progress,
+    )
+
+
+def format_report(report: CalibrationReport) -> str:
+    rows = [f"{'graph':<14} {'INT8 level':<28} {'int8 dB':>8} {'cpu dB':>8} {'fp32 ms':>8} {'int8 ms':>8} {'cpu ms':>8}"]
+    for name, r in report.graphs.items():
+        acc = {k: f"{v.min_psnr_db:.1f}" for k, v in r.accuracy.items()}
+        ms = {k: f"{v:.0f}" for k, v in r.latency_ms.items()}
+        rows.append(
+            f"{name:<14} {r.level or 'none (' + r.note + ')':<28} {acc.get('int8', '-'):>8} "
+            f"{acc.get('int8-cpu', '-'):>8} {ms.get('fp32', '-'):>8} {ms.get('int8', '-'):>8} {ms.get('int8-cpu', '-'):>8}"
+        )
+    for label, accuracy in (("INT8 pipeline", report.int8_pipeline), ("CPU auto pipeline", report.cpu_pipeline)):
+        if accuracy is None:
+            rows.append(f"{label}: none")
+            continue
+        gt = "n/a (no ground truth)" if accuracy.gt_loss_db is None else f"{accuracy.gt_loss_db:+.3f} dB"
+        rows.append(f"{label}: {accuracy.psnr_vs_fp32_db:.1f} dB vs FP32 (worst frame), loss against ground truth {gt}")
+    for target, plan in report.plans.items():
+        rows.append(f"auto on {target}: " + ", ".join(f"{g}={p}" for g, p in sorted(plan.items())))
+    rows.extend(report.notes)
+    return "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="calibrate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        default=REPO / "artifacts" / "edge",
+        help="artifacts folder holding manifest.json (default: artifacts/edge, from export/build_engines.py)",
+    )
+    add_calibration_arguments(p)
+    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: one per core)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    try:
+        if args.threads is not None and args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        report = calibrate_from_args(args, args.artifacts, args.threads, not args.quiet)
+    except UnfoldError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Accuracy and speed measures for reduced-precision graphs, per graph and end to end.
+
+Per graph: the reduced graph and the FP32 graph run on the same recorded inputs (from held-out
+frames, not the calibration frames); PSNR of the output against FP32 with the FP32 output's own
+peak-to-peak range as the data range (1 for images; the prior vector z has its own range).
+End to end: the whole pipeline with a precision plan against the FP32 pipeline, and both
+against ground truth where the frames have it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibration.replay import GraphFeeds
+from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from runtime.manifest import Manifest
+from runtime.metrics import psnr
+from runtime.pipeline import Pipeline
+
+CPU_TARGET = "onnxruntime/cpu"
+PSNR_CAP_DB = 200.0  # identical outputs give +inf; JSON has no infinity
+
+
+def capped(value: float) -> float:
+    return PSNR_CAP_DB if math.isinf(value) else round(value, 3)
+
+
+def _session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class GraphAccuracy:
+    min_psnr_db: float  # worst held-out input
+    mean_psnr_db: float
+    max_abs_error: float
+    finite: bool  # no NaN/Inf in any output
+
+
+def graph_accuracy(
+    fp32_path: Path, reduced_path: Path, feeds: Sequence[GraphFeeds], threads: int | None = None
+) -> GraphAccuracy:
+    """The reduced graph against the FP32 graph on `feeds`."""
+    reference, reduced = _session(fp32_path, threads), _session(reduced_path, threads)
+    scores, worst, finite = [], 0.0, True
+    for feed in feeds:
+        want = reference.run(None, dict(feed))[0]
+        got = reduced.run(None, dict(feed))[0]
+        finite = finite and bool(np.isfinite(got).all())
+        span = float(np.ptp(want)) or 1.0
+        scores.append(psnr(got, want, data_range=span) if finite else -math.inf)
+        worst = max(worst, float(np.abs(got - want).max()) if finite else math.inf)
+    return GraphAccuracy(capped(min(scores)), capped(statistics.fmean(scores)), worst, finite)
+
+
+def graph_latency_ms(path: Path, feed: GraphFeeds, threads: int | None = None, repeats: int = 3) -> float:
+    """Median wall time of one run of the graph on `feed`, after one untimed warm-up run."""
+    session = _session(path, threads)
+    session.run(None, dict(feed))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, dict(feed))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000.0
+
+
+@dataclass(frozen=True)
+class PipelineAccuracy:
+    psnr_vs_fp32_db: float  # worst frame
+    gt_psnr_fp32_db: float | None  # mean over frames with ground truth
+    gt_psnr_reduced_db: float | None
+    finite: bool
+
+    @property
+    def gt_loss_db(self) -> float | None:
+        if self.gt_psnr_fp32_db is None or self.gt_psnr_reduced_db is None:
+            return None
+        return round(self.gt_psnr_fp32_db - self.gt_psnr_reduced_db, 3)
+
+
+def with_plan(manifest: Manifest, plan: Mapping[str, str]) -> Manifest:
+    """`manifest` whose ONNX Runtime CPU `auto` plan is `plan` (graph -> variant), in memory."""
+    return dataclasses.replace(manifest, auto_precision={**manifest.auto_precision, CPU_TARGET: dict(plan)})
+
+
+def pipeline_accuracy(
+    manifest: Manifest,
+    plan: Mapping[str, str],
+    frames: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray | None],
+    reference: Sequence[np.ndarray],
+    threads: int | None = None,
+) -> PipelineAccuracy:
+    """The pipeline running `plan` (graph -> precision variant; the variants must be in the
+    manifest) against the FP32 outputs `reference` of the same `frames`, and against `clean`
+    where given."""
+    backend = OnnxRuntimeBackend(with_plan(manifest, plan), "cpu", "auto", threads)
+    worst, finite = math.inf, True
+    gt_fp32, gt_reduced = [], []
+    with Pipeline(manifest, backend.open()) as pipeline:
+        for frame, gt, want in zip(frames, clean, reference, strict=True):
+            got = pipeline.restore(frame)
+            finite = finite and bool(np.isfinite(got).all())
+            worst = min(worst, psnr(got, want))
+            if gt is not None:
+                gt_fp32.append(psnr(want, gt))
+                gt_reduced.append(psnr(got, gt))
+    return PipelineAccuracy(capped(worst), _mean_or_none(gt_fp32), _mean_or_none(gt_reduced), finite)
+
+
+def _mean_or_none(values: Sequence[float]) -> float | None:
+    return capped(statistics.fmean(values)) if values else None

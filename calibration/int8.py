@@ -1,0 +1,288 @@
+"""Calibrate an artifacts folder: INT8 graphs per graph, the accuracy gate, the `auto` plans.
+
+1. Replay the FP32 pipeline over the calibration frames and, separately, over held-out frames
+   (never used for calibration): every graph's real inputs.
+2. Per graph, quantize (calibration/qdq.py) and measure against FP32 on the held-out inputs.
+   A graph that misses the gate is quantized again with more convolutions left in FP32, in the
+   fixed order of `ESCALATION`; if the last level still misses, the graph keeps its higher
+   precision and the report says so.
+3. End to end, the symmetric INT8 pipeline (the TensorRT graphs) must stay within the gate
+   against FP32 and lose at most `max_gt_loss_db` against ground truth; while it does not, the
+   least accurate INT8 graph is dropped.
+4. The `auto` plans: ONNX Runtime CPU takes an INT8 flavour only where it measured faster than
+   FP32 by `min_speedup`; TensorRT takes INT8 where it passed, else FP16 where the artifacts have
+   it, else FP32 (its speed cannot be measured here); ONNX Runtime CUDA takes FP16 where present.
+5. Write the variants, the calibration record, the plans and `calibration/report.json` into the
+   manifest folder (atomically; the manifest last).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+from tqdm import tqdm
+
+from calibration.gate import (
+    CPU_TARGET,
+    GraphAccuracy,
+    PipelineAccuracy,
+    graph_accuracy,
+    graph_latency_ms,
+    pipeline_accuracy,
+)
+from calibration.qdq import count_quantize_nodes, quantize_graph
+from calibration.replay import replay
+from calibration.sources import CalibrationFrame
+from runtime.atomic_io import atomic_write_bytes
+from runtime.errors import CalibrationError
+from runtime.manifest import Calibration, FileRef, Manifest, Variant, load_manifest, save_manifest, sha256_file
+
+REPORT_PATH = "calibration/report.json"
+INT8_FLAVOURS = ("int8", "int8-cpu")
+
+
+def _group(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
+
+
+# Convolutions left in FP32 at each level, beyond export/sensitive_ops.py's rule: depthwise
+# convolutions (per-tensor activation scales fit their channels worst), then the first
+# convolution (it sees the raw image) and the high-frequency branch (it carries fine texture).
+def _nothing_more(node: onnx.NodeProto) -> bool:
+    return False
+
+
+def _depthwise(node: onnx.NodeProto) -> bool:
+    return _group(node) > 1
+
+
+def _depthwise_and_edges(node: onnx.NodeProto) -> bool:
+    return _depthwise(node) or "/embed/" in node.name or "/high_freq/" in node.name
+
+
+ESCALATION: tuple[tuple[str, Callable[[onnx.NodeProto], bool]], ...] = (
+    ("rule", _nothing_more),
+    ("+depthwise", _depthwise),
+    ("+depthwise+embed+high_freq", _depthwise_and_edges),
+)
+
+
+@dataclass
+class GraphResult:
+    graph: str
+    level: str | None = None  # escalation level that passed; None: no INT8
+    accuracy: dict[str, GraphAccuracy] = field(default_factory=dict)  # per flavour
+    kept_higher: tuple[str, ...] = ()
+    quantize_nodes: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)  # per precision, ONNX Runtime CPU
+    note: str = ""
+
+
+@dataclass
+class CalibrationReport:
+    source: str
+    method: str
+    calibration_frames: int
+    heldout_frames: int
+    gate_db: float
+    max_gt_loss_db: float
+    graphs: dict[str, GraphResult]
+    int8_pipeline: PipelineAccuracy | None
+    cpu_pipeline: PipelineAccuracy | None
+    plans: dict[str, dict[str, str]]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for name in ("int8_pipeline", "cpu_pipeline"):
+            accuracy = getattr(self, name)
+            if accuracy is not None:
+                data[name]["gt_loss_db"] = accuracy.gt_loss_db
+        return data
+
+
+def _without_int8(manifest: Manifest) -> Manifest:
+    """A fresh start: earlier INT8 variants (files too), calibration and plans removed."""
+    for entry in manifest.graphs.values():
+        for flavour in INT8_FLAVOURS:
+            if flavour in entry.variants:
+                manifest.file_path(entry.variants[flavour].onnx).unlink(missing_ok=True)
+    for name, entry in manifest.graphs.items():
+        manifest = _set_variants(manifest, name, {k: v for k, v in entry.variants.items() if k not in INT8_FLAVOURS})
+    return dataclasses.replace(manifest, calibration=None, auto_precision={})
+
+
+def _set_variants(manifest: Manifest, graph: str, variants: Mapping[str, Variant]) -> Manifest:
+    entry = dataclasses.replace(manifest.graphs[graph], variants=dict(variants))
+    return dataclasses.replace(manifest, graphs={**manifest.graphs, graph: entry})
+
+
+def _quantize_until_accurate(
+    manifest: Manifest,
+    graph: str,
+    calib: Sequence[dict],
+    heldout: Sequence[dict],
+    method: str,
+    gate_db: float,
+    threads: int | None,
+) -> GraphResult:
+    fp32_path = manifest.graph_file(graph, "fp32")
+    out = fp32_path.with_name(f"{graph}.int8.onnx")
+    nodes = onnx.load(str(fp32_path)).graph.node
+    result = GraphResult(graph)
+    for level, extra_rule in ESCALATION:
+        extra = [n.name for n in nodes if n.op_type == "Conv" and extra_rule(n)]
+        kept = quantize_graph(fp32_path, out, calib, "int8", method, extra)
+        accuracy = graph_accuracy(fp32_path, out, heldout, threads)
+        result.accuracy["int8"] = accuracy
+        if accuracy.finite and accuracy.min_psnr_db >= gate_db:
+            result.level, result.kept_higher = level, kept
+            result.quantize_nodes = count_quantize_nodes(out)
+            return result
+    out.unlink(missing_ok=True)
+    result.note = f"INT8 missed the {gate_db:g} dB gate at every level ({result.accuracy['int8'].min_psnr_db} dB)"
+    return result
+
+
+def calibrate_artifacts(
+    artifacts: str | Path,
+    calibration: Sequence[CalibrationFrame],
+    heldout: Sequence[CalibrationFrame],
+    source: str,
+    method: str = "entropy",
+    gate_db: float = 40.0,
+    max_gt_loss_db: float = 0.3,
+    min_speedup: float = 1.1,
+    cpu_flavour: bool = True,
+    threads: int | None = None,
+    progress: bool = True,
+) -> CalibrationReport:
+    """Calibrate the artifacts folder `artifacts` in place (see the module docstring)."""
+    if not calibration:
+        raise CalibrationError("no calibration frames")
+    if not heldout:
+        raise CalibrationError("no held-out frames to check the INT8 graphs on")
+    manifest = _without_int8(load_manifest(artifacts))
+    calib_records, _ = replay(manifest, [f.image for f in calibration], threads, progress)
+    held_records, fp32_out = replay(manifest, [f.image for f in heldout], threads, progress)
+    results: dict[str, GraphResult] = {}
+    notes: list[str] = []
+    bar = tqdm(manifest.graphs_in_use(), desc="calibrate", unit="graph", disable=not progress)
+    for graph in bar:
+        bar.set_postfix_str(graph)
+        result = _quantize_until_accurate(
+            manifest, graph, calib_records[graph], held_records[graph], method, gate_db, threads
+        )
+        results[graph] = result
+        if result.level is None:
+            continue
+        fp32_path = manifest.graph_file(graph, "fp32")
+        feed = held_records[graph][0]
+        result.latency_ms["fp32"] = graph_latency_ms(fp32_path, feed, threads)
+        result.latency_ms["int8"] = graph_latency_ms(fp32_path.with_name(f"{graph}.int8.onnx"), feed, threads)
+        flavours = ["int8"]
+        if cpu_flavour:
+            cpu_path = fp32_path.with_name(f"{graph}.int8-cpu.onnx")
+            quantize_graph(fp32_path, cpu_path, calib_records[graph], "int8-cpu", method, result.kept_higher)
+            accuracy = graph_accuracy(fp32_path, cpu_path, held_records[graph], threads)
+            result.accuracy["int8-cpu"] = accuracy
+            if accuracy.finite and accuracy.min_psnr_db >= gate_db:
+                result.latency_ms["int8-cpu"] = graph_latency_ms(cpu_path, feed, threads)
+                flavours.append("int8-cpu")
+            else:
+                cpu_path.unlink(missing_ok=True)
+        checked_on = f"{len(heldout)} held-out frames from {source}"
+        for flavour in flavours:
+            path = fp32_path.with_name(f"{graph}.{flavour}.onnx")
+            variant = Variant(
+                flavour,
+                FileRef(path.relative_to(manifest.root).as_posix(), sha256_file(path)),
+                manifest.graphs[graph].variants["fp32"].onnx.sha256,
+                kept_higher=result.kept_higher,
+                psnr_vs_fp32_db=result.accuracy[flavour].min_psnr_db,
+                checked_on=checked_on,
+            )
+            manifest = _set_variants(manifest, graph, {**manifest.graphs[graph].variants, flavour: variant})
+
+    clean = [f.clean for f in heldout]
+    images = [f.image for f in heldout]
+
+    def acceptable(accuracy: PipelineAccuracy) -> bool:
+        loss = accuracy.gt_loss_db
+        return accuracy.finite and accuracy.psnr_vs_fp32_db >= gate_db and (loss is None or loss <= max_gt_loss_db)
+
+    int8_plan = {g: "int8" for g, r in results.items() if r.level is not None}
+    int8_accuracy = None
+    while int8_plan:
+        int8_accuracy = pipeline_accuracy(manifest, int8_plan, images, clean, fp32_out, threads)
+        if acceptable(int8_accuracy):
+            break
+        worst = min(int8_plan, key=lambda g: results[g].accuracy["int8"].min_psnr_db)
+        notes.append(f"end to end missed the gate ({int8_accuracy}); {worst} dropped from INT8")
+        results[worst].note = "dropped: the INT8 pipeline missed the end-to-end gate with it"
+        del int8_plan[worst]
+        manifest = _drop_int8(manifest, worst)
+    if not int8_plan:
+        int8_accuracy = None
+
+    cpu_plan = {}
+    for graph in int8_plan:
+        latency = results[graph].latency_ms
+        fastest = min((p for p in latency if p in INT8_FLAVOURS), key=latency.__getitem__)
+        if latency["fp32"] / latency[fastest] >= min_speedup:
+            cpu_plan[graph] = fastest
+    cpu_accuracy = None
+    if cpu_plan:
+        cpu_accuracy = pipeline_accuracy(manifest, cpu_plan, images, clean, fp32_out, threads)
+        if not acceptable(cpu_accuracy):
+            notes.append(f"CPU plan {cpu_plan} missed the end-to-end gate ({cpu_accuracy}); CPU auto stays FP32")
+            cpu_plan = {}
+
+    plans = _plans(manifest, int8_plan, cpu_plan)
+    report = CalibrationReport(
+        source, method, len(calibration), len(heldout), gate_db, max_gt_loss_db,
+        results, int8_accuracy, cpu_accuracy, plans, notes,
+    )  # fmt: skip
+    _write(manifest, report, source, method, len(calibration), sorted(int8_plan))
+    return report
+
+
+def _drop_int8(manifest: Manifest, graph: str) -> Manifest:
+    entry = manifest.graphs[graph]
+    for flavour in INT8_FLAVOURS:
+        if flavour in entry.variants:
+            manifest.file_path(entry.variants[flavour].onnx).unlink(missing_ok=True)
+    return _set_variants(manifest, graph, {k: v for k, v in entry.variants.items() if k not in INT8_FLAVOURS})
+
+
+def _plans(manifest: Manifest, int8_plan: dict[str, str], cpu_plan: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Only non-FP32 entries are written: a graph a plan does not name runs FP32."""
+    fp16 = {g for g, entry in manifest.graphs.items() if "fp16" in entry.variants}
+    tensorrt = {g: int8_plan.get(g, "fp16") for g in manifest.graphs if g in int8_plan or g in fp16}
+    plans = {"tensorrt/cuda": tensorrt, "onnxruntime/cuda": {g: "fp16" for g in sorted(fp16)}, CPU_TARGET: cpu_plan}
+    return {target: plan for target, plan in plans.items() if plan}
+
+
+def _write(
+    manifest: Manifest, report: CalibrationReport, source: str, method: str, frames: int, graphs: list[str]
+) -> None:
+    import json
+
+    report_path = manifest.root / REPORT_PATH
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(report_path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+    record = Calibration(
+        method=f"onnxruntime quantize_static Q/DQ, {method}",
+        source=source,
+        frames=frames,
+        graphs=tuple(graphs),
+        report=FileRef(REPORT_PATH, sha256_file(report_path)),
+    )
+    manifest = dataclasses.replace(manifest, calibration=record, auto_precision=report.plans)
+    save_manifest(manifest, manifest.root)
+    load_manifest(manifest.root, verify=True)  # read back what we wrote, hashes included

@@ -1,0 +1,96 @@
+"""Q/DQ INT8 per graph with ONNX Runtime's static quantizer, in two flavours.
+
+- `int8`: symmetric INT8 activations and weights, zero points 0, per-channel weights. This is
+  the graph TensorRT gets (TensorRT supports symmetric quantization only).
+- `int8-cpu`: uint8 activations (asymmetric) with per-channel int8 weights, the combination
+  ONNX Runtime's x86 kernels are fastest with.
+
+Only convolutions are quantized; the nodes export/sensitive_ops.py keeps at full precision
+(norms, softmax, matmuls, the decomposed path, the output tail) are excluded by name. Each
+float/INT8 boundary costs a full-frame (De)QuantizeLinear, so INT8 only pays on the CPU where
+long runs of convolutions stay quantized: the speed measurement decides, not this module.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+
+from calibration.replay import GraphFeeds
+from export.sensitive_ops import higher_precision_nodes
+from runtime.errors import CalibrationError
+
+FLAVOURS = ("int8", "int8-cpu")
+METHODS = ("minmax", "percentile", "entropy")
+QUANTIZED_OPS = ("Conv",)
+
+
+def quantize_graph(
+    fp32_path: Path,
+    out_path: Path,
+    feeds: Sequence[GraphFeeds],
+    flavour: str,
+    method: str = "minmax",
+    extra_excluded: Sequence[str] = (),
+) -> tuple[str, ...]:
+    """Write the `flavour` Q/DQ graph of `fp32_path` to `out_path` (atomically), calibrated on
+    `feeds`; returns the names of the nodes left unquantized by rule."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if flavour not in FLAVOURS:
+        raise CalibrationError(f"unknown INT8 flavour {flavour!r} (use one of {', '.join(FLAVOURS)})")
+    if method not in METHODS:
+        raise CalibrationError(f"unknown calibration method {method!r} (use one of {', '.join(METHODS)})")
+    if not feeds:
+        raise CalibrationError(f"{fp32_path.name}: no recorded inputs to calibrate on")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> GraphFeeds | None:
+            return next(self._feeds, None)
+
+    excluded = tuple(higher_precision_nodes(onnx.load(str(fp32_path), load_external_data=False).graph))
+    excluded += tuple(n for n in extra_excluded if n not in excluded)
+    symmetric = flavour == "int8"
+    calibrate_method = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    try:
+        quantize_static(
+            str(fp32_path),
+            tmp,
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(excluded),
+            calibrate_method=calibrate_method,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        )
+        os.replace(tmp, out_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return excluded
+
+
+def count_quantize_nodes(path: Path) -> int:
+    """How many QuantizeLinear nodes a graph holds (0 means nothing was quantized)."""
+    return sum(1 for node in onnx.load(str(path)).graph.node if node.op_type == "QuantizeLinear")
