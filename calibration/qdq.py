@@ -13,15 +13,12 @@ long runs of convolutions stay quantized: the speed measurement decides, not thi
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import onnx
-
 from calibration.replay import GraphFeeds
 from export.sensitive_ops import higher_precision_nodes
+from runtime.atomic_io import atomic_target
 from runtime.errors import CalibrationError
 
 FLAVOURS = ("int8", "int8-cpu")
@@ -39,6 +36,7 @@ def quantize_graph(
 ) -> tuple[str, ...]:
     """Write the `flavour` Q/DQ graph of `fp32_path` to `out_path` (atomically), calibrated on
     `feeds`; returns the names of the nodes left unquantized by rule."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -69,12 +67,10 @@ def quantize_graph(
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }[method]
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(out_path, suffix=".onnx") as tmp:
         quantize_static(
             str(fp32_path),
-            tmp,
+            str(tmp),
             Reader(),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS),
@@ -85,12 +81,11 @@ def quantize_graph(
             calibrate_method=calibrate_method,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )
-        os.replace(tmp, out_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return excluded
 
 
 def count_quantize_nodes(path: Path) -> int:
     """How many QuantizeLinear nodes a graph holds (0 means nothing was quantized)."""
+    import onnx
+
     return sum(1 for node in onnx.load(str(path)).graph.node if node.op_type == "QuantizeLinear")

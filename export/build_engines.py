@@ -1,13 +1,24 @@
-"""Export a checkpoint to ONNX graphs and torch.export programs, verify them, write manifest.json.
+"""One command from a checkpoint to everything the runtime can use: export, FP16, INT8, engines.
 
     python export/build_engines.py                      # the shipped model -> artifacts/edge/
     python export/build_engines.py --checkpoint runs/x/last.pt --name mine --out /tmp/mine
+    python export/build_engines.py --from-artifacts artifacts/edge   # on the Jetson: engines only
 
-Per stage the gradient half and the proximal half, plus the `prior` graph (condition encoder
-and the whole fixed-step sampler), each as ONNX (opset 17 unless --opset) and as a
-torch.export program; then onnx.checker, shape inference, parity of every graph and of the
-whole pipeline against PyTorch, and the manifest, read back with every sha256 checked.
-TensorRT engines and INT8 calibration are not built yet: the command says so and exits 0.
+1. Export: per stage the gradient half and the proximal half, plus the `prior` graph
+   (condition encoder and the whole fixed-step sampler), each as ONNX (opset 17 unless --opset)
+   and as a torch.export program; onnx.checker, shape inference, parity of every graph and of
+   the whole pipeline against PyTorch.
+2. FP16: `<graph>.fp16.onnx` with FP32 islands, checked against FP32 (--no-fp16 skips).
+3. INT8: calibration by pipeline replay, `<graph>.int8.onnx` (symmetric Q/DQ, for TensorRT) and
+   `<graph>.int8-cpu.onnx`, the accuracy gate and the `auto` plans (--no-int8 skips; the
+   calibration flags are those of calibration/calibrate.py).
+4. TensorRT engines for this machine's GPU at --sizes (or a dynamic --profile). Without
+   TensorRT or a GPU this step says so in one line and the command still exits 0: the ONNX
+   Runtime artifacts (FP32, FP16, INT8) are ready.
+
+`--from-artifacts DIR` runs step 4 alone on an existing artifacts folder: no torch, no
+checkpoint (the device side of the two-machine flow). The manifest is written last at every
+step and read back with every sha256 checked.
 """
 
 from __future__ import annotations
@@ -20,17 +31,16 @@ import time
 import traceback
 from pathlib import Path
 
-from export.build import BuildOptions, build_from_checkpoint
+from calibration.calibrate import add_calibration_arguments, calibrate_from_args, format_report
+from calibration.sources import BUILTIN_HELDOUT, load_frames
 from export.cli_sizes import frame_size
-from export.onnx_export import DEFAULT_OPSET, MAX_OPSET
-from runtime.errors import InputError, UnfoldError
+from export.opsets import DEFAULT_OPSET, MAX_OPSET
+from runtime.errors import BackendUnavailable, InputError, UnfoldError
+from runtime.manifest import REQUESTED_PRECISIONS
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = REPO / "model" / "weights" / "edge_interim.pt"
 DEFAULT_NAME = "edge"
-NOT_YET = (
-    "TensorRT engines and INT8 calibration: not built yet (they arrive in a later release); ONNX and torch graphs only."
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +96,50 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e-4,
         help="largest allowed |ONNX Runtime - PyTorch| per graph and end to end, FP32 (default: 1e-4)",
     )
+    p.add_argument(
+        "--from-artifacts",
+        type=Path,
+        metavar="DIR",
+        help="build TensorRT engines for the existing artifacts folder DIR only (no export, no torch, no checkpoint)",
+    )
+    g = p.add_argument_group("FP16 and INT8")
+    g.add_argument("--no-fp16", action="store_true", help="do not write the FP16 graphs")
+    g.add_argument("--no-int8", action="store_true", help="do not calibrate or write the INT8 graphs")
+    add_calibration_arguments(g)
+    e = p.add_argument_group("TensorRT engines")
+    e.add_argument(
+        "--precision",
+        choices=REQUESTED_PRECISIONS,
+        default="auto",
+        help="engine precision per graph: auto takes the manifest's TensorRT plan (INT8 where it passed the gate, "
+        "else FP16, else FP32) (default: auto)",
+    )
+    e.add_argument(
+        "--sizes",
+        type=frame_size,
+        action="append",
+        metavar="WxH",
+        help="frame size of a static engine, repeatable (default: 1280x720); padded to the model multiple",
+    )
+    e.add_argument(
+        "--profile",
+        type=frame_size,
+        nargs=3,
+        metavar=("MIN", "OPT", "MAX"),
+        help="one dynamic-shape engine per graph over this WxH range instead of static sizes",
+    )
+    e.add_argument(
+        "--timing-cache", type=Path, help="TensorRT timing cache, shared by every build (default: <artifacts>/engines/)"
+    )
+    e.add_argument("--workspace-mb", type=int, help="builder workspace limit in MiB (default: TensorRT's)")
+    e.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson), with GPU fallback")
+    e.add_argument("--no-gpu-fallback", action="store_true", help="with --dla-core: fail on layers DLA cannot run")
+    e.add_argument(
+        "--weak-fp16",
+        action="store_true",
+        help="FP16 engines from the FP32 graph with the FP16 builder flag and FP32 layer pins (TensorRT 8.6/10.x)",
+    )
+    e.add_argument("--force", action="store_true", help="rebuild engines even when a matching one exists")
     p.add_argument("--threads", type=int, help="CPU threads for the checks (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
@@ -94,41 +148,91 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    out = args.out or REPO / "artifacts" / args.name
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
     try:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
-            raise InputError(f"--name {args.name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
-        if args.threads is not None and args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        if args.tolerance <= 0:
-            raise InputError(f"--tolerance must be positive, got {args.tolerance}")
-        shapes = tuple((1, h, w) for h, w in args.check_size) if args.check_size else None
-        options = BuildOptions(
-            opset=args.opset,
-            torch_programs=not args.no_torch_programs,
-            graph_passes=not args.plain_graphs,
-            parity_shapes=shapes,
-            tolerance=args.tolerance,
-            threads=args.threads,
-            progress=not args.quiet,
-        )
-        if args.checkpoint == DEFAULT_CHECKPOINT and not DEFAULT_CHECKPOINT.is_file():
-            raise InputError(f"{DEFAULT_CHECKPOINT}: the shipped checkpoint is missing (pass --checkpoint PT)")
-        start = time.perf_counter()
-        manifest = build_from_checkpoint(args.checkpoint, out, args.name, options)
+        _check_args(args)
+        out = args.from_artifacts or args.out or REPO / "artifacts" / args.name
+        if args.from_artifacts is None:
+            _prepare_onnx_artifacts(args, out)
+        _build_engines(args, out)
     except UnfoldError as exc:
         if args.verbose:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
+        raise InputError(f"--name {args.name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.tolerance <= 0:
+        raise InputError(f"--tolerance must be positive, got {args.tolerance}")
+    if args.sizes and args.profile:
+        raise InputError("--sizes and --profile exclude each other (static engines or one dynamic profile)")
+    if args.workspace_mb is not None and args.workspace_mb < 1:
+        raise InputError(f"--workspace-mb must be >= 1, got {args.workspace_mb}")
+    if args.from_artifacts is not None and not (args.from_artifacts / "manifest.json").is_file():
+        raise InputError(f"--from-artifacts {args.from_artifacts}: no manifest.json there")
+
+
+def _prepare_onnx_artifacts(args: argparse.Namespace, out: Path) -> None:
+    """Steps 1-3: export and verify, FP16, INT8. torch is imported here only."""
+    from export.build import BuildOptions, build_from_checkpoint
+    from export.fp16_variants import add_fp16_variants, format_fp16_rows
+
+    shapes = tuple((1, h, w) for h, w in args.check_size) if args.check_size else None
+    options = BuildOptions(
+        opset=args.opset,
+        torch_programs=not args.no_torch_programs,
+        graph_passes=not args.plain_graphs,
+        parity_shapes=shapes,
+        tolerance=args.tolerance,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+    if args.checkpoint == DEFAULT_CHECKPOINT and not DEFAULT_CHECKPOINT.is_file():
+        raise InputError(f"{DEFAULT_CHECKPOINT}: the shipped checkpoint is missing (pass --checkpoint PT)")
+    start = time.perf_counter()
+    manifest = build_from_checkpoint(args.checkpoint, out, args.name, options)
     worst = max(g.parity.onnxruntime_max_abs_error for g in manifest.graphs.values() if g.parity is not None)
     print(
         f"wrote {out / 'manifest.json'}: {len(manifest.graphs)} graphs, opset {manifest.opset}, "
         f"max |ONNX Runtime - PyTorch| {worst:.2e}, verified in {time.perf_counter() - start:.0f} s"
     )
-    print(NOT_YET)
-    return 0
+    if not args.no_fp16:
+        heldout = load_frames(BUILTIN_HELDOUT, 2, (256, 256), seed=1)
+        print(format_fp16_rows(add_fp16_variants(out, heldout, threads=args.threads, progress=not args.quiet)))
+    if not args.no_int8:
+        print(format_report(calibrate_from_args(args, out, args.threads, not args.quiet)))
+
+
+def _build_engines(args: argparse.Namespace, out: Path) -> None:
+    """Step 4. Without TensorRT or a GPU: one line, and the ONNX Runtime artifacts stand."""
+    from export.engines import build_engines_for_artifacts, format_summary
+
+    try:
+        rows = build_engines_for_artifacts(
+            out,
+            precision=args.precision,
+            sizes=args.sizes,
+            profile=tuple(args.profile) if args.profile else None,
+            timing_cache=args.timing_cache,
+            workspace_bytes=args.workspace_mb * 2**20 if args.workspace_mb else None,
+            dla_core=args.dla_core,
+            gpu_fallback=not args.no_gpu_fallback,
+            weak_fp16=args.weak_fp16,
+            force=args.force,
+            progress=not args.quiet,
+        )
+    except BackendUnavailable as exc:
+        if args.from_artifacts is not None:
+            raise
+        print(f"TensorRT engines: skipped ({exc}); the ONNX Runtime artifacts in {out} are ready.")
+        return
+    print(format_summary(rows))
 
 
 if __name__ == "__main__":

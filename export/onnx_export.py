@@ -28,14 +28,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from export.opsets import DEFAULT_OPSET, MAX_OPSET
 from model.unfoldldm import UnfoldLDM
 from runtime.atomic_io import atomic_target
 from runtime.errors import ExportError
 from runtime.manifest import BATCH, HEIGHT, ROLE_IO, WIDTH, TensorSpec
 
-DEFAULT_OPSET = 17
-# The TorchScript exporter supports opsets up to 20 in torch 2.x; beyond that it only warns.
-MAX_OPSET = 20
 MIN_SIZE_PIXELS = 16
 
 

@@ -17,7 +17,10 @@ Kept (DESIGN.md sections 2 and 5):
 
 from __future__ import annotations
 
-import onnx
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: export/build_engines.py --from-artifacts runs without onnx
+    import onnx
 
 KEEP_OP_TYPES = frozenset(
     {"Softmax", "ReduceMean", "ReduceL2", "ReduceSum", "MatMul", "Sqrt", "AveragePool", "Resize", "Softplus"}

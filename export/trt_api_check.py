@@ -90,8 +90,12 @@ VERSION_GATED: tuple[Allowed, ...] = (
     Allowed("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH", (_VERSION,), "needed on 8.6, ignored in 10, not in 11"),
     Allowed("NetworkDefinitionCreationFlag", "STRONGLY_TYPED", (_VERSION,), "not in TensorRT 8.6"),
     Allowed(MODULE, "ExecutionContextAllocationStrategy", (_VERSION,), "not in TensorRT 8.6"),
-    Allowed("ICudaEngine", "create_execution_context_without_device_memory", (_VERSION,),
-            "the 8.6 way; deprecated in 10.0, expected gone in 11"),
+    Allowed(
+        "ICudaEngine",
+        "create_execution_context_without_device_memory",
+        (_VERSION,),
+        "the 8.6 way; deprecated in 10.0, expected gone in 11",
+    ),
     Allowed("ICudaEngine", "device_memory_size", (_VERSION,), "deprecated in 10.1 for device_memory_size_v2"),
     Allowed("ICudaEngine", "device_memory_size_v2", (_VERSION,), "not before TensorRT 10.1"),
     Allowed("IExecutionContext", "set_device_memory", (_VERSION,), "not before TensorRT 10.1"),
@@ -713,8 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trt_api_check.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("files", nargs="*", type=Path,
-                        help="modules to check (default: every project module that imports tensorrt)")
+    parser.add_argument(
+        "files", nargs="*", type=Path, help="modules to check (default: every project module that imports tensorrt)"
+    )
     return parser
 
 
@@ -732,8 +737,10 @@ def main(argv: list[str] | None = None) -> int:
         reports, problems = check_project(REPO, index)
     for line in problems:
         print(line)
-    print(f"trt_api_check: {len(reports)} module(s) against tensorrt-stubs {index.version}: {len(problems)} problem(s)",
-          file=sys.stderr)
+    print(
+        f"trt_api_check: {len(reports)} module(s) against tensorrt-stubs {index.version}: {len(problems)} problem(s)",
+        file=sys.stderr,
+    )
     return 1 if problems else 0
 
 

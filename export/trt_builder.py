@@ -378,9 +378,7 @@ def _save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
         log.warning("could not write the timing cache %s: %s", path, exc)
 
 
-def _configure(
-    builder: trt.Builder, config: trt.IBuilderConfig, options: BuildOptions, caps: TrtCapabilities
-) -> None:
+def _configure(builder: trt.Builder, config: trt.IBuilderConfig, options: BuildOptions, caps: TrtCapabilities) -> None:
     import tensorrt as trt
 
     if options.workspace_bytes is not None:

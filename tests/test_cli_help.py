@@ -22,7 +22,14 @@ PACKAGES = ("model", "export", "runtime", "calibration")
 FLAGS = {
     "export/build_engines.py": [
         "--checkpoint", "--name", "--out", "--opset", "--no-torch-programs", "--plain-graphs", "--check-size",
-        "--tolerance", "--threads",
+        "--tolerance", "--threads", "--from-artifacts", "--no-fp16", "--no-int8", "--source", "--heldout",
+        "--frames", "--heldout-frames", "--calibration-size", "--degrade", "--method", "--gate-db",
+        "--graph-screen-db", "--max-gt-loss-db", "--no-cpu-flavour", "--precision", "--sizes", "--profile",
+        "--timing-cache", "--workspace-mb", "--dla-core", "--no-gpu-fallback", "--weak-fp16", "--force",
+    ],
+    "calibration/calibrate.py": [
+        "--artifacts", "--source", "--heldout", "--frames", "--heldout-frames", "--calibration-size", "--degrade",
+        "--method", "--gate-db", "--graph-screen-db", "--max-gt-loss-db", "--no-cpu-flavour", "--threads",
     ],
     "runtime/restore.py": [
         "INPUT", "--output", "--artifacts", "--backend", "--device", "--tile", "--tile-overlap", "--threads",
@@ -74,6 +81,7 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
     "module",
     [
         "export.build_engines",
+        "calibration.calibrate",
         "runtime.restore",
         "export.benchmark_cpu",
         "runtime.benchmark",

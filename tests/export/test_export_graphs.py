@@ -203,7 +203,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_build_engines_cli_exports_verifies_and_says_tensorrt_is_not_built_yet(export_tiny, tmp_path: Path) -> None:
+def test_build_engines_cli_prepares_fp32_fp16_int8_and_says_why_no_engines(export_tiny, tmp_path: Path) -> None:
     exported = export_tiny()
     out = tmp_path / "cli_art"
     result = _cli(
@@ -216,14 +216,38 @@ def test_build_engines_cli_exports_verifies_and_says_tensorrt_is_not_built_yet(e
         "--no-torch-programs",
         "--check-size",
         "16x24",
+        "--frames",
+        "2",
+        "--heldout-frames",
+        "1",
+        "--calibration-size",
+        "48x32",
         "--threads",
         "1",
         "-q",
     )
     assert result.returncode == 0, result.stderr
-    assert "TensorRT engines and INT8 calibration: not built yet" in result.stdout
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("TensorRT engines: skipped (")]
+    assert len(skipped) == 1 and "ONNX Runtime artifacts" in skipped[0]
     manifest = load_manifest(out)
     assert manifest.name == "mine" and manifest.source.checkpoint == exported.checkpoint.name
+    assert any("fp16" in g.variants for g in manifest.graphs.values())
+    assert manifest.calibration is not None and (out / manifest.calibration.report.path).is_file()
+    assert manifest.engines == ()
+
+
+def test_build_engines_from_artifacts_needs_no_torch_and_says_what_is_missing(export_tiny) -> None:
+    """The Jetson side: engines only, from the artifacts alone; here (no TensorRT) a one-line error."""
+    artifacts = export_tiny().artifacts
+    code = (
+        "import sys; from export.build_engines import main; "
+        f"rc = main(['--from-artifacts', {str(artifacts)!r}, '-q']); "
+        "print('torch' in sys.modules, 'model.unfoldldm' in sys.modules, rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.stdout.split() == ["False", "False", "1"], result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "TensorRT" in line
 
 
 def test_build_engines_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
