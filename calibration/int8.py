@@ -3,12 +3,12 @@
 1. Replay the FP32 pipeline over the calibration frames and, separately, over held-out frames
    (never used for calibration): every graph's real inputs.
 2. Per graph, quantize (calibration/qdq.py) and measure against FP32 on the held-out inputs.
-   A graph that misses the gate is quantized again with more convolutions left in FP32, in the
-   fixed order of `ESCALATION`; if the last level still misses, the graph keeps its higher
-   precision and the report says so.
+   A graph below the per-graph screen is quantized again with more convolutions left in FP32,
+   in the fixed order of `ESCALATION`; if the last level still misses, the graph keeps its
+   higher precision and the report says so.
 3. End to end, the symmetric INT8 pipeline (the TensorRT graphs) must stay within the gate
    against FP32 and lose at most `max_gt_loss_db` against ground truth; while it does not, the
-   least accurate INT8 graph is dropped.
+   graph whose removal helps most is dropped (it keeps its higher precision).
 4. The `auto` plans: ONNX Runtime CPU takes an INT8 flavour only where it measured faster than
    FP32 by `min_speedup`; TensorRT takes INT8 where it passed, else FP16 where the artifacts have
    it, else FP32 (its speed cannot be measured here); ONNX Runtime CUDA takes FP16 where present.
@@ -224,34 +224,35 @@ def calibrate_artifacts(
             continue
         manifest = _register(manifest, graph, "int8", result, quantizer.path(graph, "int8"), checked_on)
 
-    # 2. End to end: escalate (or, at the last level, drop) the least accurate graph until the
-    #    symmetric INT8 pipeline passes the gate.
+    # 2. End to end: while the symmetric INT8 pipeline misses the gate, drop the graph whose
+    #    removal helps most (leave-one-out). Not the least accurate graph alone: the unfolding
+    #    corrects much of an early stage's error, so per-graph PSNR misjudges what a graph costs.
     images, clean = [f.image for f in heldout], [f.clean for f in heldout]
 
     def acceptable(accuracy: PipelineAccuracy) -> bool:
         loss = accuracy.gt_loss_db
         return accuracy.finite and accuracy.psnr_vs_fp32_db >= gate_db and (loss is None or loss <= max_gt_loss_db)
 
+    def score(accuracy: PipelineAccuracy) -> tuple[bool, float, float]:
+        return (accuracy.finite, accuracy.psnr_vs_fp32_db, -(accuracy.gt_loss_db or 0.0))
+
     plan = {g: "int8" for g, r in results.items() if r.level is not None}
-    int8_accuracy = None
-    while plan:
-        int8_accuracy = pipeline_accuracy(manifest, plan, images, clean, fp32_out, threads)
-        if acceptable(int8_accuracy):
-            break
-        worst = min(plan, key=lambda g: results[g].accuracy["int8"].min_psnr_db)
-        result = results[worst]
-        if result.level_index is not None and result.level_index + 1 < len(ESCALATION):
-            quantizer.run(result, result.level_index + 1)
-            manifest = _register(manifest, worst, "int8", result, quantizer.path(worst, "int8"), checked_on)
-            notes.append(f"end to end {int8_accuracy.psnr_vs_fp32_db} dB: {worst} re-quantized at level {result.level}")
-            continue
-        notes.append(f"end to end {int8_accuracy.psnr_vs_fp32_db} dB: {worst} dropped from INT8")
-        result.note = "dropped: the INT8 pipeline missed the end-to-end gate with it at every level"
-        result.level = result.level_index = None
-        del plan[worst]
-        manifest = _drop_int8(manifest, worst)
-    if not plan:
-        int8_accuracy = None
+    int8_accuracy = pipeline_accuracy(manifest, plan, images, clean, fp32_out, threads) if plan else None
+    while int8_accuracy is not None and not acceptable(int8_accuracy):
+        trials = {
+            g: pipeline_accuracy(manifest, {k: v for k, v in plan.items() if k != g}, images, clean, fp32_out, threads)
+            for g in plan
+        }
+        drop = max(trials, key=lambda g: score(trials[g]))
+        notes.append(
+            f"INT8 pipeline {int8_accuracy.psnr_vs_fp32_db} dB vs FP32 (gate {gate_db:g}): dropping {drop} "
+            f"gives {trials[drop].psnr_vs_fp32_db} dB"
+        )
+        results[drop].note = f"dropped: the INT8 pipeline missed the end-to-end gate with it ({int8_accuracy})"
+        results[drop].level = results[drop].level_index = None
+        del plan[drop]
+        manifest = _drop_int8(manifest, drop)
+        int8_accuracy = trials[drop] if plan else None
 
     # 3. ONNX Runtime CPU: the uint8 flavour at the same level, and speed against FP32.
     cpu_plan: dict[str, str] = {}

@@ -162,11 +162,9 @@ def test_tensorrt_backend_and_bad_arguments_are_clear(tiny_export, tmp_path: Pat
     code, lines = _run(
         capsys, source, "-o", tmp_path / "o.png", "--artifacts", tiny_export.artifacts, "--backend", "tensorrt"
     )
-    assert code == 1 and lines == [
-        "error: tensorrt on cuda: the tensorrt backend is not implemented yet (native "
-        "engines arrive with engine building); use --backend onnxruntime (CPU or "
-        "--device cuda) for now"
-    ]
+    # One line that names the backend and why it cannot run here (no TensorRT on this machine).
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: tensorrt on cuda: ")
+    assert "TensorRT" in lines[0]
     code, lines = _run(capsys, source, "-o", source, "--artifacts", tiny_export.artifacts)
     assert code == 1 and "the output is the input file" in lines[0]
     code, lines = _run(capsys, source, "-o", tmp_path / "o.png", "--artifacts", tiny_export.artifacts, "--tile", "33")
