@@ -1,7 +1,7 @@
 """Calibrate an artifacts folder: INT8 Q/DQ graphs, their accuracy report, the `auto` plans.
 
     python calibration/calibrate.py                                  # artifacts/edge, built-in photos
-    python calibration/calibrate.py --source clips/street.mp4 --frames 32
+    python calibration/calibrate.py --source clips/street.mp4 --frames 32 --method minmax
     python calibration/calibrate.py --source my_frames/ --heldout my_other_frames/
 
 Each graph is calibrated on the inputs the FP32 graphs before it really produce on the
@@ -48,7 +48,13 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
         help="frames for the accuracy gate, never calibrated on; same kinds as --source "
         f"(default: '{BUILTIN_HELDOUT}', two other bundled photos, degraded, with ground truth)",
     )
-    p.add_argument("--frames", type=int, default=16, help="calibration frames, sampled evenly (default: 16)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=8,
+        help="calibration frames, sampled evenly (default: 8). The entropy method keeps every activation of every "
+        "frame in memory (about 0.6 GB per 256x256 frame for edge); use --method minmax for many or large frames",
+    )
     p.add_argument("--heldout-frames", type=int, default=4, help="held-out frames for the gate (default: 4)")
     p.add_argument(
         "--calibration-size",
