@@ -121,14 +121,22 @@ class CalibrationReport:
 
 
 def _without_int8(manifest: Manifest) -> Manifest:
-    """A fresh start: earlier INT8 variants (files too), calibration and plans removed."""
-    for entry in manifest.graphs.values():
-        for flavour in INT8_FLAVOURS:
-            if flavour in entry.variants:
-                manifest.file_path(entry.variants[flavour].onnx).unlink(missing_ok=True)
+    """A fresh start: earlier INT8 variants, calibration and plans removed. The manifest without
+    them is saved before their files are deleted, so an interrupted calibration leaves a valid
+    FP32/FP16 artifacts folder, never a manifest naming missing or rewritten files."""
+    old = [
+        manifest.file_path(e.variants[f].onnx)
+        for e in manifest.graphs.values()
+        for f in INT8_FLAVOURS
+        if f in e.variants
+    ]
     for name, entry in manifest.graphs.items():
         manifest = _set_variants(manifest, name, {k: v for k, v in entry.variants.items() if k not in INT8_FLAVOURS})
-    return dataclasses.replace(manifest, calibration=None, auto_precision={})
+    manifest = dataclasses.replace(manifest, calibration=None, auto_precision={})
+    save_manifest(manifest, manifest.root)
+    for path in old:
+        path.unlink(missing_ok=True)
+    return manifest
 
 
 def _set_variants(manifest: Manifest, graph: str, variants: Mapping[str, Variant]) -> Manifest:

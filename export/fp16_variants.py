@@ -48,6 +48,17 @@ def add_fp16_variants(
     if not heldout:
         raise ExportError("the FP16 check needs at least one frame")
     manifest = load_manifest(artifacts)
+    # Drop the old FP16 variants (and the plans that name them) from the manifest before their
+    # files are rewritten, so an interrupted run leaves a valid manifest, not one with stale hashes.
+    manifest = dataclasses.replace(
+        manifest,
+        graphs={
+            name: dataclasses.replace(g, variants={k: v for k, v in g.variants.items() if k != "fp16"})
+            for name, g in manifest.graphs.items()
+        },
+        auto_precision={},
+    )
+    save_manifest(manifest, manifest.root)
     records, _ = replay(manifest, [f.image for f in heldout], threads, progress)
     checked_on = f"{len(heldout)} held-out frames, ONNX Runtime CPU"
     graphs = dict(manifest.graphs)
@@ -61,7 +72,7 @@ def add_fp16_variants(
         accuracy = graph_accuracy(fp32_path, path, records[name], threads)
         accepted = accuracy.finite and accuracy.min_psnr_db >= gate_db
         rows.append(Fp16Row(name, len(converted.kept_fp32), accuracy.min_psnr_db, accuracy.finite, accepted))
-        variants = {k: v for k, v in entry.variants.items() if k != "fp16"}
+        variants = dict(entry.variants)
         if accepted:
             variants["fp16"] = Variant(
                 "fp16",
@@ -74,8 +85,8 @@ def add_fp16_variants(
         else:
             path.unlink(missing_ok=True)
         graphs[name] = dataclasses.replace(entry, variants=variants)
-    # A new FP16 set invalidates plans made for the old one; calibration writes new plans.
-    save_manifest(dataclasses.replace(manifest, graphs=graphs, auto_precision={}), manifest.root)
+    # The plans were cleared above: a new FP16 set invalidates them; calibration writes new ones.
+    save_manifest(dataclasses.replace(manifest, graphs=graphs), manifest.root)
     load_manifest(manifest.root, verify=True)
     return rows
 
