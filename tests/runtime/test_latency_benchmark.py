@@ -6,6 +6,8 @@ every figure is there, is consistent with the raw samples, and means what its na
 
 from __future__ import annotations
 
+import gc
+
 import dataclasses
 import importlib.metadata
 import json
@@ -60,6 +62,9 @@ def test_summary_refuses_what_is_not_a_timing(bad: list[float]) -> None:
 def test_memory_probe_sees_an_allocation_inside_the_cell() -> None:
     size = 64 * 1024 * 1024
     for _ in range(2):  # the second cell must see its own peak, not the first cell's
+        # Collect earlier tests' garbage first: memory freed inside the cell would lower the
+        # resident set the peak is measured from (this failed once in a full-suite run).
+        gc.collect()
         probe = MemoryProbe(cuda_torch=False)
         probe.start()
         block = np.ones(size, dtype=np.uint8)  # touched, so resident
