@@ -6,9 +6,8 @@ every figure is there, is consistent with the raw samples, and means what its na
 
 from __future__ import annotations
 
-import gc
-
 import dataclasses
+import gc
 import importlib.metadata
 import json
 from pathlib import Path
