@@ -41,10 +41,11 @@ from runtime.bench.measure import synthetic_frame
 from runtime.errors import InputError, ManifestError, UnfoldError
 from runtime.manifest import load_manifest, sha256_file
 from runtime.pipeline import Pipeline, sampler_noise
+from runtime.shipped import SHIPPED_CHECKPOINT
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
-DEFAULT_CHECKPOINT = REPO / "model" / "weights" / "edge_interim.pt"
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=DEFAULT_CHECKPOINT,
         help="checkpoint the artifacts were exported from, for the PyTorch eager run and the MAC count "
-        "(default: model/weights/edge_interim.pt); its sha256 must match the manifest's source",
+        "(default: model/weights/edge.pt); its sha256 must match the manifest's source",
     )
     p.add_argument("--threads", type=int, help="threads for torch, numpy's sgemm and ONNX Runtime (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure after one warm-up (default: 3)")

@@ -37,9 +37,10 @@ from export.cli_sizes import frame_size
 from export.opsets import DEFAULT_OPSET, MAX_OPSET
 from runtime.errors import BackendUnavailable, InputError, UnfoldError
 from runtime.manifest import REQUESTED_PRECISIONS
+from runtime.shipped import SHIPPED_CHECKPOINT
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = REPO / "model" / "weights" / "edge_interim.pt"
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
 DEFAULT_NAME = "edge"
 
 

@@ -17,6 +17,7 @@ from model.config import ModelConfig
 from model.unfoldldm import UnfoldLDM
 from runtime.atomic_io import atomic_target
 from runtime.errors import CheckpointError
+from runtime.shipped import check_shipped_checkpoint, is_shipped_path
 
 FORMAT = "unfoldldm-edge/checkpoint"
 VERSION = 1
@@ -63,6 +64,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if is_shipped_path(path):
+        check_shipped_checkpoint(path)  # the default must be the very file we measured
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file; report, don't guess

@@ -59,6 +59,8 @@ class ModelConfig:
         for level, heads in enumerate(self.heads):
             if (self.dim * 2**level) % heads:
                 raise ValueError(f"level {level}: {self.dim * 2**level} channels not divisible by {heads} heads")
+        if self.dim < 2 or self.dim % 2:
+            raise ValueError(f"dim must be even (the high-frequency branch halves it), got {self.dim}")
         if self.decomposed_scale < 1 or self.diffusion_steps < 1:
             raise ValueError("decomposed_scale and diffusion_steps must be >= 1")
 

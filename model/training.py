@@ -54,6 +54,11 @@ class TrainSettings:
     interim: bool = False
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
+    def __post_init__(self) -> None:
+        if not self.config.use_prior and self.warmup_iters:
+            # The warm-up trains only the prior's sampler: without a prior it would have no loss.
+            raise ValueError("a model without the prior has no warm-up phase; set the warm-up iterations to 0")
+
     @property
     def total_iters(self) -> int:
         return self.phase1_iters + self.warmup_iters + self.joint_iters
@@ -189,6 +194,8 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
     optimizer = _make_optimizer(model, settings)
     step = 0
     seconds_before = 0.0  # training time of earlier runs of this schedule, so resumed runs report the total
+    # Earlier rounds this run fine-tunes (--init-from), so the training record spans all of them.
+    rounds: list[dict[str, object]] = []
     if settings.resume is not None:
         ckpt = load_checkpoint(settings.resume)
         if ckpt.config != settings.config:
@@ -199,6 +206,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             optimizer.load_state_dict(ckpt.optimizer)
         step = ckpt.step
         seconds_before = float(ckpt.notes.get("seconds", 0.0))
+        rounds = list(ckpt.notes.get("earlier_rounds", []))
     elif settings.init_from is not None:
         ckpt = load_checkpoint(settings.init_from)
         if ckpt.config != settings.config:
@@ -207,6 +215,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             )
         model.load_state_dict(ckpt.inference_weights())
         ema = EMA(model, settings.ema_decay)
+        rounds = training_rounds(ckpt)
     val_pairs = [(lq.to(device), gt.to(device)) for lq, gt in val_pairs]
 
     sampler = (
@@ -273,9 +282,11 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             restored, baseline = validate(ema_model, val_pairs, phase)
             progress.write(f"step {step} {phase}: val PSNR {restored:.2f} dB (input {baseline:.2f} dB)")
             last_log.update(val_psnr=restored, val_input_psnr=baseline)
-            append_history(out_dir / HISTORY_NAME, step, phase, time.perf_counter() - started, last_log)
+            seconds = time.perf_counter() - started
+            log = {**last_log, "hours_total": round((seconds + earlier_seconds(rounds)) / 3600.0, 4)}
+            append_history(out_dir / HISTORY_NAME, step, phase, seconds, log)
         if info.is_main and (step % settings.save_every == 0 or step == settings.total_iters):
-            _save(out_dir / "last.pt", settings, model, ema, optimizer, phase, step, last_log, started)
+            _save(out_dir / "last.pt", settings, model, ema, optimizer, phase, step, last_log, started, rounds)
         if info.world_size > 1 and step % settings.save_every == 0:
             dist.barrier()
     progress.close()
@@ -294,6 +305,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             step,
             last_log,
             started,
+            rounds,
             weights_only_ema=True,
         )
     if info.world_size > 1:
@@ -330,6 +342,23 @@ class TrainingPass(nn.Module):
 HISTORY_NAME = "history.jsonl"
 
 
+def training_rounds(ckpt: Checkpoint) -> list[dict[str, object]]:
+    """The checkpoint's own training run appended to the rounds it was itself fine-tuned from."""
+    notes = ckpt.notes
+    own = {
+        "step": ckpt.step,
+        "seconds": float(notes.get("seconds", 0.0)),
+        "iters": notes.get("iters"),
+        "batch_size": notes.get("batch_size"),
+        "lr": notes.get("lr"),
+    }
+    return [*notes.get("earlier_rounds", []), own]
+
+
+def earlier_seconds(rounds: list[dict[str, object]]) -> float:
+    return sum(float(r.get("seconds") or 0.0) for r in rounds)
+
+
 def append_history(path: Path, step: int, phase: str, seconds: float, log: dict[str, float]) -> None:
     """One JSON line per validation: the validation-PSNR-against-hours curve of the training record."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -354,6 +383,7 @@ def _save(
     step: int,
     log: dict[str, float],
     started: float,
+    rounds: list[dict[str, object]],
     weights_only_ema: bool = False,
 ) -> None:
     notes = {
@@ -362,6 +392,8 @@ def _save(
         "seed": settings.seed,
         "iters": [settings.phase1_iters, settings.warmup_iters, settings.joint_iters],
         "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "earlier_rounds": rounds,
     }
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     ema_state = {k: v.detach().cpu() for k, v in ema.shadow.items()}

@@ -41,6 +41,7 @@ from runtime.errors import InferenceError, InputError, ManifestError, ShapeError
 from runtime.image_io import Image, list_images, read_image, write_image
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
 from runtime.pipeline import DEFAULT_TILE_OVERLAP, Pipeline
+from runtime.shipped import SHIPPED_SHA256
 from runtime.video.loop import INTERRUPTED, SOURCE_LOST, VideoSummary, run_video
 from runtime.video.restore_video import (
     FrameRestorer,
@@ -268,7 +269,7 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
         )
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
-    return Pipeline.from_manifest(
+    pipeline = Pipeline.from_manifest(
         args.artifacts,
         backend=args.backend,
         device=args.device,
@@ -277,6 +278,15 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
         tile=args.tile or None,
         tile_overlap=args.tile_overlap,
     )
+    source = pipeline.manifest.source
+    if args.artifacts == DEFAULT_ARTIFACTS and source.sha256 != SHIPPED_SHA256:
+        # Artifacts exported from older weights (say the interim model) would run silently otherwise.
+        pipeline.close()
+        raise ManifestError(
+            f"{DEFAULT_ARTIFACTS}: exported from {source.checkpoint} (sha256 {source.sha256[:12]}...), "
+            "not from the shipped model; run `python export/build_engines.py` to re-export it"
+        )
+    return pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # Tiny random models exported into tmp folders (fast; export and runtime tests) and the `edge`
 # model (slow tests): the shipped checkpoint when present, else random-initialised weights.
 
-SHIPPED_CHECKPOINT = REPO_ROOT / "model" / "weights" / "edge_interim.pt"
+SHIPPED_CHECKPOINT = REPO_ROOT / "model" / "weights" / "edge.pt"
 
 
 @dataclass

@@ -16,6 +16,7 @@ from model.checkpoint import Checkpoint, load_checkpoint, load_model, save_check
 from model.config import named_config, tiny_config
 from model.degradations import apply_case
 from model.losses import LossWeights, restoration_loss
+from model.training_record import format_rounds, read_history
 from model.unfoldldm import UnfoldLDM
 from runtime.errors import CheckpointError
 from runtime.image_io import list_images, read_rgb8
@@ -182,15 +183,27 @@ def test_resume_and_init_from(shared_data: Path, tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_checkpoint(tmp_path / "a" / "model.pt").step == 8
     # Fine-tuning from given weights works; with a different model size it is refused clearly.
+    first_model = str(tmp_path / "a" / "model.pt")
+    validate = ["--val-images", "1", "--val-crop", "32", "--val-every", "4", "--init-from", first_model]
     tuned = subprocess.run(
-        _train_cmd([sys.executable], data, tmp_path / "b", ["--init-from", str(tmp_path / "a" / "model.pt")]),
+        _train_cmd([sys.executable], data, tmp_path / "b", validate),
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
     )
     assert tuned.returncode == 0, tuned.stderr[-3000:]
-    assert load_checkpoint(tmp_path / "b" / "model.pt").step == 8
+    first_run = load_checkpoint(tmp_path / "a" / "model.pt").notes
+    tuned_ckpt = load_checkpoint(tmp_path / "b" / "model.pt")
+    assert tuned_ckpt.step == 8
+    # The training record spans both rounds: the first run's time and schedule are carried along.
+    (earlier,) = tuned_ckpt.notes["earlier_rounds"]
+    assert earlier["seconds"] == first_run["seconds"] > 0 and earlier["iters"] == [4, 2, 2]
+    history = read_history(tmp_path / "b" / "history.jsonl")
+    assert [r["step"] for r in history] == [4, 8]
+    for record in history:
+        assert record["hours_total"] == pytest.approx(record["hours"] + first_run["seconds"] / 3600, abs=2e-4)
+    assert "round 2:" in format_rounds(tuned_ckpt.notes) and "round 3:" not in format_rounds(tuned_ckpt.notes)
     edge = _train_cmd([sys.executable], data, tmp_path / "c", ["--init-from", str(tmp_path / "a" / "model.pt")])
     edge[edge.index("tiny")] = "edge"
     refused = subprocess.run(edge, capture_output=True, text=True, timeout=600, env=env)

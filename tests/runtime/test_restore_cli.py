@@ -218,3 +218,18 @@ def test_the_default_artifacts_message_tells_the_user_to_build_first(
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(lines) == 1
     assert "has not been exported yet; run `python export/build_engines.py` first" in lines[0]
+
+
+def test_default_artifacts_from_other_weights_are_refused(
+    tiny_export, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Artifacts exported from older weights (the interim model, say) must not pass as the shipped model."""
+    import runtime.restore as restore
+
+    monkeypatch.setattr(restore, "DEFAULT_ARTIFACTS", tiny_export.artifacts)
+    source = _write(tmp_path / "in.png", _pixels(20, 20, 3, np.uint8))
+    code = restore.main([str(source), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1
+    assert "not from the shipped model; run `python export/build_engines.py`" in lines[0]
+    assert not (tmp_path / "o.png").exists()

@@ -1,0 +1,62 @@
+"""model/ablation.py on the tiny model: every variant trains, is scored, and a rerun only re-scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.ablation import main, matched_single_stage, variant_config
+from model.complexity import describe
+from model.config import named_config
+
+
+def test_variants_switch_off_one_part_each() -> None:
+    base = named_config("edge")
+    assert not variant_config(base, "no_prior").use_prior
+    assert variant_config(base, "holistic_only").mgda_mode == "holistic"
+    assert not variant_config(base, "no_high_freq").use_high_freq
+    single = matched_single_stage(base)
+    assert single.stages == 1 and single.dim > base.dim
+    full_gmac = describe(base, ((256, 256),))["gmac_256x256"]
+    single_gmac = describe(single, ((256, 256),))["gmac_256x256"]
+    assert abs(single_gmac - full_gmac) / full_gmac < 0.1, (single_gmac, full_gmac)
+
+
+def test_dim_must_be_even() -> None:
+    with pytest.raises(ValueError, match="dim must be even"):
+        named_config("edge", dim=27)
+
+
+@pytest.mark.slow
+def test_tiny_ablation_trains_scores_and_resumes(shared_data: Path, tmp_path: Path, capsys) -> None:
+    torch.set_num_threads(1)
+    args = ["--size", "tiny", "--iters", "6", "--val-images", "2", "--val-crop", "32", "--crop", "32",
+            "--batch-size", "2", "--val", str(shared_data / "val" / "CBSD68"), "--out", str(tmp_path / "abl")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert first.count("training ") == 5
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "abl" / "ablation.json").read_text())}
+    assert set(rows) == {"full", "no_prior", "holistic_only", "no_high_freq", "single_stage"}
+    assert rows["no_prior"]["gmac"] < rows["full"]["gmac"]
+    for row in rows.values():
+        assert set(row["psnr"]) == {"noise25", "gauss_blur", "jpeg20", "mixed"}
+        assert all(5.0 < v < 60.0 for v in row["psnr"].values())
+    # A rerun finds every model.pt and only scores again, to the same numbers.
+    assert main(args) == 0
+    assert "training " not in capsys.readouterr().out
+    again = {r["variant"]: r for r in json.loads((tmp_path / "abl" / "ablation.json").read_text())}
+    assert again["full"]["psnr"] == rows["full"]["psnr"]
+
+
+def test_a_model_without_prior_gets_no_warmup(tmp_path: Path) -> None:
+    from model.ablation import schedule
+    from model.training import TrainSettings
+
+    with_prior, without = named_config("edge"), named_config("edge", use_prior=False)
+    assert schedule(2000, with_prior) == (1260, 100, 640)
+    assert schedule(2000, without) == (1360, 0, 640)  # same total, same joint share
+    with pytest.raises(ValueError, match="no warm-up phase"):
+        TrainSettings(config=without, out_dir=tmp_path, phase1_iters=10, warmup_iters=1, joint_iters=1)
