@@ -35,3 +35,39 @@ def encode_clip() -> Callable[..., Path]:
         return path
 
     return encode
+
+
+def _read_video(path: Path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} is not playable"
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
+    capture.release()
+    return frames, fps, size
+
+
+@pytest.fixture(scope="session")
+def read_video() -> Callable[[Path], tuple[list[np.ndarray], float, tuple[int, int]]]:
+    """`read_video(path)`: every frame of a video file as float RGB, its fps and (width, height)."""
+    return _read_video
+
+
+def _nearest(frames: list[np.ndarray], clean: np.ndarray, grid: tuple[int, int]) -> list[int]:
+    def small(x: np.ndarray) -> np.ndarray:
+        return cv2.resize(x, grid, interpolation=cv2.INTER_AREA)
+
+    refs = np.stack([small(c.astype(np.float32) / 255.0) for c in clean])
+    return [int(np.argmin(((refs - small(f)) ** 2).mean(axis=(1, 2, 3)))) for f in frames]
+
+
+@pytest.fixture(scope="session")
+def nearest_frames() -> Callable[..., list[int]]:
+    """`nearest_frames(frames, clean_u8, grid=(w, h))`: for each float frame, the index of the
+    closest clean uint8 frame, compared on a small grid (robust to noise and codecs)."""
+    return _nearest

@@ -15,7 +15,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -54,32 +56,6 @@ def clips(noisy_small: np.ndarray, tmp_path_factory: pytest.TempPathFactory, enc
     }
 
 
-def _read_video(path: Path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
-    """Every frame as float RGB, with the container's fps and (width, height)."""
-    capture = cv2.VideoCapture(str(path))
-    assert capture.isOpened(), f"{path} is not playable"
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
-    capture.release()
-    return frames, fps, size
-
-
-def _nearest(frames: list[np.ndarray], clean: np.ndarray) -> list[int]:
-    """For each frame, the index of the closest clean frame (on a 40x30 grid)."""
-
-    def small(x: np.ndarray) -> np.ndarray:
-        return cv2.resize(x, (40, 30), interpolation=cv2.INTER_AREA)
-
-    refs = np.stack([small(c.astype(np.float32) / 255.0) for c in clean])
-    return [int(np.argmin(((refs - small(f)) ** 2).mean(axis=(1, 2, 3)))) for f in frames]
-
-
 def _counts(err: str) -> tuple[int, int, int]:
     """(in, out, dropped) from the printed summary."""
     match = re.search(r"frames\s+(\d+) in, (\d+) out, (\d+) dropped", err)
@@ -102,7 +78,14 @@ def _restore(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, st
 
 @pytest.mark.slow
 def test_a_noisy_clip_is_restored_into_a_video_at_its_frame_rate(
-    edge_export, clips: dict[str, Path], clean_small: np.ndarray, noisy_small: np.ndarray, tmp_path: Path, capsys
+    edge_export,
+    clips: dict[str, Path],
+    clean_small: np.ndarray,
+    noisy_small: np.ndarray,
+    tmp_path: Path,
+    capsys,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     out = tmp_path / "restored.mkv"
     code, err = _restore(capsys, clips["mkv"], "-o", out, "--artifacts", edge_export.artifacts, "--precision", "fp32")
@@ -111,9 +94,9 @@ def test_a_noisy_clip_is_restored_into_a_video_at_its_frame_rate(
     assert "p50" in err and "p99" in err and "fps out" in err
     assert f"{FRAMES}/{FRAMES}" in err  # the progress bar of a file
 
-    frames, fps, size = _read_video(out)
+    frames, fps, size = read_video(out)
     assert len(frames) == FRAMES and fps == pytest.approx(FPS) and size == SIZE
-    assert _nearest(frames, clean_small) == list(range(FRAMES))  # order kept
+    assert nearest_frames(frames, clean_small, grid=(40, 30)) == list(range(FRAMES))  # order kept
     restored = np.mean([psnr(f, c / 255.0) for f, c in zip(frames, clean_small, strict=True)])
     degraded = np.mean([psnr(n / 255.0, c / 255.0) for n, c in zip(noisy_small, clean_small, strict=True)])
     assert restored > degraded + 3.0, (restored, degraded)
@@ -124,7 +107,12 @@ def test_a_noisy_clip_is_restored_into_a_video_at_its_frame_rate(
 
 
 def test_an_image_sequence_becomes_a_video_or_side_by_side_frames(
-    tiny_export, noisy_small: np.ndarray, tmp_path: Path, capsys
+    tiny_export,
+    noisy_small: np.ndarray,
+    tmp_path: Path,
+    capsys,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     frames_in = tmp_path / "frames"
     frames_in.mkdir()
@@ -135,9 +123,9 @@ def test_an_image_sequence_becomes_a_video_or_side_by_side_frames(
     video = tmp_path / "from_folder.avi"
     code, err = _restore(capsys, frames_in, "-o", video, "--artifacts", tiny_export.artifacts, "--fps", "10")
     assert code == 0, err
-    frames, fps, size = _read_video(video)
+    frames, fps, size = read_video(video)
     assert len(frames) == FRAMES and fps == pytest.approx(10.0) and size == SIZE
-    assert _nearest(frames, noisy_small) == list(range(FRAMES))
+    assert nearest_frames(frames, noisy_small, grid=(40, 30)) == list(range(FRAMES))
 
     # A printf pattern into a folder, side by side: input | output, twice the width.
     compare = tmp_path / "compare"
@@ -153,7 +141,13 @@ def test_an_image_sequence_becomes_a_video_or_side_by_side_frames(
 
 
 def test_realtime_with_a_slow_device_drops_frames_and_counts_them(
-    tiny_export, clips: dict[str, Path], noisy_small: np.ndarray, tmp_path: Path, capsys
+    tiny_export,
+    clips: dict[str, Path],
+    noisy_small: np.ndarray,
+    tmp_path: Path,
+    capsys,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     # The clip is played at 50 fps (20 ms a frame); the real pipeline plus 100 ms sleep per frame.
     out = tmp_path / "live.mp4"
@@ -165,9 +159,9 @@ def test_realtime_with_a_slow_device_drops_frames_and_counts_them(
     frames_in, frames_out, dropped = _counts(err)
     assert frames_in == FRAMES and dropped >= 4 and frames_out + dropped == FRAMES
     assert "real-time" in err
-    frames, fps, _ = _read_video(out)
+    frames, fps, _ = read_video(out)
     assert len(frames) == frames_out and fps == pytest.approx(50.0)
-    order = _nearest(frames, noisy_small)
+    order = nearest_frames(frames, noisy_small, grid=(40, 30))
     assert order == sorted(set(order)) and order[-1] == FRAMES - 1  # in order; the newest is kept
 
     # The same slow device without --realtime restores every frame.
@@ -179,7 +173,13 @@ def test_realtime_with_a_slow_device_drops_frames_and_counts_them(
 
 
 def test_a_truncated_file_ends_cleanly_with_a_playable_output(
-    tiny_export, clips: dict[str, Path], noisy_small: np.ndarray, tmp_path: Path, capsys
+    tiny_export,
+    clips: dict[str, Path],
+    noisy_small: np.ndarray,
+    tmp_path: Path,
+    capsys,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     data = clips["avi"].read_bytes()
     cut = tmp_path / "cut.avi"
@@ -190,14 +190,19 @@ def test_a_truncated_file_ends_cleanly_with_a_playable_output(
     frames_in, frames_out, _ = _counts(err)
     assert 3 <= frames_out < FRAMES and frames_in == frames_out
     assert "could not be read (cut off or damaged)" in err.splitlines()[-1]
-    frames, fps, _ = _read_video(out)
+    frames, fps, _ = read_video(out)
     assert len(frames) == frames_out and fps == pytest.approx(FPS)
-    assert _nearest(frames, noisy_small) == list(range(frames_out))
+    assert nearest_frames(frames, noisy_small, grid=(40, 30)) == list(range(frames_out))
     assert _hidden(tmp_path) == []
 
 
 def test_ctrl_c_ends_a_run_with_a_playable_file(
-    tiny_export, clips: dict[str, Path], noisy_small: np.ndarray, tmp_path: Path
+    tiny_export,
+    clips: dict[str, Path],
+    noisy_small: np.ndarray,
+    tmp_path: Path,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     out = tmp_path / "partial.mp4"
     command = [
@@ -244,14 +249,14 @@ def test_ctrl_c_ends_a_run_with_a_playable_file(
     assert "ended       interrupted" in text
     _, frames_out, _ = _counts(text)
     assert 1 <= frames_out < FRAMES
-    frames, fps, _ = _read_video(out)
+    frames, fps, _ = read_video(out)
     assert len(frames) == frames_out and fps == pytest.approx(FPS)
-    assert _nearest(frames, noisy_small) == list(range(frames_out))
+    assert nearest_frames(frames, noisy_small, grid=(40, 30)) == list(range(frames_out))
     assert _hidden(tmp_path) == []
 
 
 def test_adaptive_depth_and_prior_reuse_are_wired_and_summarised(
-    tiny_export, clips: dict[str, Path], tmp_path: Path, capsys
+    tiny_export, clips: dict[str, Path], tmp_path: Path, capsys, read_video: Callable[..., Any]
 ) -> None:
     # A budget no device meets: the controller must come down from 2 stages to 1.
     out = tmp_path / "adaptive.mp4"
@@ -267,7 +272,7 @@ def test_adaptive_depth_and_prior_reuse_are_wired_and_summarised(
     reuse = re.search(r"prior\s+reused on (\d+) frames, computed on (\d+)", err)
     assert reuse, err
     assert int(reuse.group(1)) + int(reuse.group(2)) == FRAMES and int(reuse.group(1)) > 0
-    assert len(_read_video(out)[0]) == FRAMES
+    assert len(read_video(out)[0]) == FRAMES
 
 
 @pytest.mark.parametrize(

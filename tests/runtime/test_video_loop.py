@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,32 +49,6 @@ def noisy_mp4(noisy: np.ndarray, tmp_path_factory: pytest.TempPathFactory, encod
     return encode_clip(tmp_path_factory.mktemp("clips") / "noisy.mp4", noisy, "mp4v")
 
 
-def _read_video(path: Path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
-    """Every frame of a video file as float RGB, with the container's fps and (width, height)."""
-    capture = cv2.VideoCapture(str(path))
-    assert capture.isOpened(), f"{path} is not playable"
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
-    capture.release()
-    return frames, fps, size
-
-
-def _nearest(frames: list[np.ndarray], clean: np.ndarray) -> list[int]:
-    """For each frame, the index of the closest clean frame (on a 60x40 grid)."""
-
-    def small(x: np.ndarray) -> np.ndarray:
-        return cv2.resize(x, (60, 40), interpolation=cv2.INTER_AREA)
-
-    refs = np.stack([small(c.astype(np.float32) / 255.0) for c in clean])
-    return [int(np.argmin(((refs - small(f)) ** 2).mean(axis=(1, 2, 3)))) for f in frames]
-
-
 def _unit(frame_u8: np.ndarray) -> np.ndarray:
     return frame_u8.astype(np.float32) / 255.0
 
@@ -95,7 +71,13 @@ def _hidden_leftovers(folder: Path) -> list[str]:
 # --------------------------------------------------------------------------- whole runs
 
 
-def test_restores_a_noisy_clip_into_a_video_file(tmp_path: Path, clean: np.ndarray, noisy_avi: Path) -> None:
+def test_restores_a_noisy_clip_into_a_video_file(
+    tmp_path: Path,
+    clean: np.ndarray,
+    noisy_avi: Path,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
+) -> None:
     source = open_source(noisy_avi)
     inputs = [f.rgb for f in open_source(noisy_avi)]  # what the loop will see, after MJPG
     out = tmp_path / "restored.mp4"
@@ -110,11 +92,11 @@ def test_restores_a_noisy_clip_into_a_video_file(tmp_path: Path, clean: np.ndarr
     text = summary.format()
     assert "47 in, 47 out, 0 dropped" in text and "p50" in text and "pure processing" in text
 
-    frames, fps, size = _read_video(out)
+    frames, fps, size = read_video(out)
     assert len(frames) == 47
     assert fps == pytest.approx(FPS)
     assert size == SIZE
-    assert _nearest(frames, clean) == list(range(47))  # order kept
+    assert nearest_frames(frames, clean, grid=(60, 40)) == list(range(47))  # order kept
     restored = np.mean([psnr(f, _unit(c)) for f, c in zip(frames, clean, strict=True)])
     degraded = np.mean([psnr(f, _unit(c)) for f, c in zip(inputs, clean, strict=True)])
     assert restored > degraded + 1.0, (restored, degraded)
@@ -122,7 +104,11 @@ def test_restores_a_noisy_clip_into_a_video_file(tmp_path: Path, clean: np.ndarr
 
 
 def test_side_by_side_image_sequence_and_progress_bar(
-    tmp_path: Path, clean: np.ndarray, noisy_mp4: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    clean: np.ndarray,
+    noisy_mp4: Path,
+    capsys: pytest.CaptureFixture[str],
+    read_video: Callable[..., Any],
 ) -> None:
     source = open_source(noisy_mp4)
     inputs = [f.rgb for f in open_source(noisy_mp4)]
@@ -135,7 +121,7 @@ def test_side_by_side_image_sequence_and_progress_bar(
     assert summary.frames_out == 47
     assert "47/47" in capsys.readouterr().err
 
-    frames, fps, size = _read_video(out)
+    frames, fps, size = read_video(out)
     assert len(frames) == 47 and fps == pytest.approx(FPS) and size == SIZE
     images = sorted((tmp_path / "compare").iterdir())
     assert [p.name for p in images] == [f"{n:06d}.png" for n in range(1, 48)]
@@ -147,7 +133,11 @@ def test_side_by_side_image_sequence_and_progress_bar(
 
 
 def test_realtime_with_a_slow_process_drops_the_oldest_frames(
-    tmp_path: Path, clean: np.ndarray, noisy_avi: Path
+    tmp_path: Path,
+    clean: np.ndarray,
+    noisy_avi: Path,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     # The file is played at 50 fps (a frame every 20 ms); each frame takes 60 ms to restore.
     source = open_source(noisy_avi, fps=50.0)
@@ -160,9 +150,9 @@ def test_realtime_with_a_slow_process_drops_the_oldest_frames(
     assert summary.dropped + summary.frames_out == summary.frames_in
     assert summary.discarded == 0
     assert "dropped" in summary.format() and summary.realtime
-    frames, fps, _ = _read_video(out)
+    frames, fps, _ = read_video(out)
     assert len(frames) == summary.frames_out and fps == pytest.approx(50.0)
-    order = _nearest(frames, clean)
+    order = nearest_frames(frames, clean, grid=(60, 40))
     assert order == sorted(set(order))  # written in order, each frame once
     assert order[-1] == 46  # the oldest are dropped, never the newest
 
@@ -177,7 +167,11 @@ def test_without_realtime_a_slow_process_drops_nothing(tmp_path: Path, clean: np
 
 
 def test_truncated_input_ends_cleanly_with_a_playable_output(
-    tmp_path: Path, clean: np.ndarray, noisy_avi: Path
+    tmp_path: Path,
+    clean: np.ndarray,
+    noisy_avi: Path,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     data = noisy_avi.read_bytes()
     cut = tmp_path / "cut.avi"
@@ -188,13 +182,17 @@ def test_truncated_input_ends_cleanly_with_a_playable_output(
     assert summary.decode_errors == 1
     assert 20 <= summary.frames_out < 47 and summary.frames_out == summary.frames_in
     assert summary.end_reason == "end of input"
-    frames, _, _ = _read_video(out)
+    frames, _, _ = read_video(out)
     assert len(frames) == summary.frames_out
-    assert _nearest(frames, clean) == list(range(len(frames)))
+    assert nearest_frames(frames, clean, grid=(60, 40)) == list(range(len(frames)))
 
 
 def test_keyboard_interrupt_inside_process_leaves_a_playable_file(
-    tmp_path: Path, clean: np.ndarray, noisy_avi: Path
+    tmp_path: Path,
+    clean: np.ndarray,
+    noisy_avi: Path,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
 ) -> None:
     calls = 0
 
@@ -211,13 +209,19 @@ def test_keyboard_interrupt_inside_process_leaves_a_playable_file(
     assert summary.end_reason == INTERRUPTED and summary.interrupted
     assert summary.frames_out == 10
     assert summary.frames_in == summary.frames_out + summary.discarded
-    frames, fps, _ = _read_video(out)
+    frames, fps, _ = read_video(out)
     assert len(frames) == 10 and fps == pytest.approx(FPS)
-    assert _nearest(frames, clean) == list(range(10))
+    assert nearest_frames(frames, clean, grid=(60, 40)) == list(range(10))
     assert _hidden_leftovers(tmp_path) == []
 
 
-def test_ctrl_c_in_the_main_thread_stops_cleanly(tmp_path: Path, clean: np.ndarray, noisy_avi: Path) -> None:
+def test_ctrl_c_in_the_main_thread_stops_cleanly(
+    tmp_path: Path,
+    clean: np.ndarray,
+    noisy_avi: Path,
+    read_video: Callable[..., Any],
+    nearest_frames: Callable[..., list[int]],
+) -> None:
     calls = 0
 
     def press_ctrl_c_at_eight(rgb: np.ndarray) -> np.ndarray:
@@ -239,13 +243,13 @@ def test_ctrl_c_in_the_main_thread_stops_cleanly(tmp_path: Path, clean: np.ndarr
         signal.signal(signal.SIGINT, previous)
     assert summary.interrupted
     assert 8 <= summary.frames_out < 47
-    frames, _, _ = _read_video(out)
+    frames, _, _ = read_video(out)
     assert len(frames) == summary.frames_out
-    assert _nearest(frames, clean) == list(range(len(frames)))
+    assert nearest_frames(frames, clean, grid=(60, 40)) == list(range(len(frames)))
 
 
 def test_an_error_in_process_is_raised_after_the_output_is_finalised(
-    tmp_path: Path, clean: np.ndarray, noisy_avi: Path
+    tmp_path: Path, clean: np.ndarray, noisy_avi: Path, read_video: Callable[..., Any]
 ) -> None:
     calls = 0
 
@@ -260,7 +264,7 @@ def test_an_error_in_process_is_raised_after_the_output_is_finalised(
     out = tmp_path / "partial.mp4"
     with pytest.raises(ValueError, match="model exploded"):
         run_video(source, fails_at_six, [VideoFileSink(out, source.fps, source.size)], progress=False)
-    frames, _, _ = _read_video(out)
+    frames, _, _ = read_video(out)
     assert len(frames) == 5
     assert _hidden_leftovers(tmp_path) == []
 
@@ -280,7 +284,9 @@ class BrokenSink(FrameSink):
         self.closed = True
 
 
-def test_a_failing_sink_stops_all_threads_promptly(tmp_path: Path, noisy_avi: Path) -> None:
+def test_a_failing_sink_stops_all_threads_promptly(
+    tmp_path: Path, noisy_avi: Path, read_video: Callable[..., Any]
+) -> None:
     source = open_source(noisy_avi)
     out = tmp_path / "partial.avi"
     broken = BrokenSink(fail_at=4)
@@ -289,7 +295,7 @@ def test_a_failing_sink_stops_all_threads_promptly(tmp_path: Path, noisy_avi: Pa
         run_video(source, blur, [VideoFileSink(out, source.fps, source.size), broken], queue_size=2, progress=False)
     assert time.perf_counter() - started < 5.0
     assert broken.closed and broken.written == 4
-    frames, _, _ = _read_video(out)
+    frames, _, _ = read_video(out)
     assert len(frames) == 4  # the first sink had written frame 4 before the second failed
 
 
@@ -365,7 +371,9 @@ class FakeCamera:
         self.opened = False
 
 
-def test_a_live_source_that_stops_is_reopened_and_counted(tmp_path: Path, clean: np.ndarray) -> None:
+def test_a_live_source_that_stops_is_reopened_and_counted(
+    tmp_path: Path, clean: np.ndarray, read_video: Callable[..., Any]
+) -> None:
     bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in clean[:20]]
     cameras = iter([FakeCamera(bgr[:10]), FakeCamera([], opened=False), FakeCamera(bgr[10:])])
     source = LiveSource(
@@ -378,7 +386,7 @@ def test_a_live_source_that_stops_is_reopened_and_counted(tmp_path: Path, clean:
     assert summary.reconnects == 1
     assert summary.end_reason == SOURCE_LOST
     assert summary.frames_out + summary.dropped == summary.frames_in == 20
-    frames, fps, _ = _read_video(out)
+    frames, fps, _ = read_video(out)
     assert len(frames) == summary.frames_out and fps == pytest.approx(30.0)
     assert "1 reconnects" in summary.format()
 
@@ -410,13 +418,15 @@ def test_sinks_reject_what_they_cannot_write(tmp_path: Path, monkeypatch: pytest
 
 
 @pytest.mark.parametrize("extension", [".mp4", ".avi", ".mkv"])
-def test_video_file_sink_containers(tmp_path: Path, clean: np.ndarray, extension: str) -> None:
+def test_video_file_sink_containers(
+    tmp_path: Path, clean: np.ndarray, extension: str, read_video: Callable[..., Any]
+) -> None:
     path = tmp_path / f"out{extension}"
     with VideoFileSink(path, 12.5, SIZE) as sink:
         assert not path.exists()  # written under a hidden temporary name until closed
         for frame in clean[:6]:
             sink.write(_unit(frame), _unit(frame))
-    frames, fps, size = _read_video(path)
+    frames, fps, size = read_video(path)
     assert len(frames) == 6 and fps == pytest.approx(12.5) and size == SIZE
     threshold = 60.0 if extension == ".mkv" else 28.0  # FFV1 in .mkv is lossless
     assert min(psnr(f, _unit(c)) for f, c in zip(frames, clean[:6], strict=True)) > threshold
