@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calibration.qdq import METHODS
 from calibration.sources import BUILTIN, BUILTIN_HELDOUT, load_frames
 from runtime.cli_sizes import frame_size
-from runtime.errors import InputError, UnfoldError
+from runtime.errors import InputError, UnfoldError, report_error
 
 if TYPE_CHECKING:
     from calibration.int8 import CalibrationReport
@@ -173,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         report = calibrate_from_args(args, args.artifacts, args.threads, not args.quiet)
     except UnfoldError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, args.verbose)
     print(format_report(report))
     return 0
 

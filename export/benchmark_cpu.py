@@ -25,7 +25,6 @@ import platform
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from model.complexity import inference_gmac
 from runtime.atomic_io import atomic_write_bytes
 from runtime.bench.environment import cpu_name
 from runtime.bench.measure import synthetic_frame
-from runtime.errors import InputError, ManifestError, UnfoldError
+from runtime.errors import InputError, ManifestError, UnfoldError, report_error
 from runtime.manifest import load_manifest, sha256_file
 from runtime.pipeline import Pipeline, sampler_noise
 from runtime.shipped import SHIPPED_CHECKPOINT
@@ -236,10 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise InputError(f"{args.json}: cannot be written ({exc.strerror or exc})") from exc
     except UnfoldError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, args.verbose)
     print(report(result))
     return 0
 

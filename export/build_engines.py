@@ -28,14 +28,13 @@ import logging
 import re
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from calibration.calibrate import add_calibration_arguments, calibrate_from_args, format_report
 from calibration.sources import BUILTIN_HELDOUT, load_frames
 from export.cli_sizes import frame_size
 from export.opsets import DEFAULT_OPSET, MAX_OPSET
-from runtime.errors import BackendUnavailable, InputError, UnfoldError
+from runtime.errors import BackendUnavailable, InputError, UnfoldError, report_error
 from runtime.manifest import REQUESTED_PRECISIONS
 from runtime.shipped import SHIPPED_CHECKPOINT
 
@@ -157,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             _prepare_onnx_artifacts(args, out)
         _build_engines(args, out)
     except UnfoldError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, args.verbose)
     return 0
 
 

@@ -35,7 +35,7 @@ from model.inference import restore_array
 from model.train import validation_pairs
 from model.training import TrainSettings, train
 from runtime.atomic_io import atomic_write_bytes
-from runtime.errors import UnfoldError
+from runtime.errors import UnfoldError, report_error
 from runtime.image_io import list_images
 from runtime.metrics import psnr
 
@@ -181,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(args.out / "ablation.json", json.dumps(rows, indent=1).encode())
         print(f"wrote {args.out / 'ablation.json'}")
     except UnfoldError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc, verbose=False, status=2)
     return 0
 
 

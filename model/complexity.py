@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sizes:
         config = named_config(name)
         row = describe(config)
-        print(f"{name:<8}{config.stages:>3}{row['params_m']:>12.2f}{row['gmac_256x256']:>14.2f}{row['gmac_1280x720']:>15.1f}")
+        print(
+            f"{name:<8}{config.stages:>3}{row['params_m']:>12.2f}{row['gmac_256x256']:>14.2f}{row['gmac_1280x720']:>15.1f}"
+        )
     return 0
 
 

@@ -36,7 +36,7 @@ from model.evaluation import (
 )
 from model.inference import restore_array
 from model.unfoldldm import UnfoldLDM
-from runtime.errors import InputError, UnfoldError
+from runtime.errors import InputError, UnfoldError, report_error
 from runtime.image_io import list_images, read_rgb8
 from runtime.manifest import sha256_file
 from runtime.pipeline import Pipeline
@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             write_real_grid(rows, args.out / "real_grid.png")
         print(f"wrote {args.out / 'results.csv'} and the grids beside it")
     except UnfoldError as exc:
-        if args.verbose:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc, args.verbose, status=2)
     finally:
         if pipeline is not None:
             pipeline.close()

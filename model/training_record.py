@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from model.checkpoint import load_checkpoint
-from runtime.errors import InputError, UnfoldError
+from runtime.errors import InputError, UnfoldError, report_error
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -70,8 +70,11 @@ def plot_curve(records: list[dict[str, Any]], path: Path) -> None:
     for phase, marker in (("phase1", "o"), ("phase2_warmup", "s"), ("phase2_joint", "^")):
         points = [(total_hours(r), r["val_psnr"]) for r in records if r["phase"] == phase]
         if points:
-            label = {"phase1": "phase 1 (GT-aware prior, oracle)", "phase2_warmup": "phase 2 warm-up (sampled prior)",
-                     "phase2_joint": "phase 2 joint (sampled prior)"}[phase]
+            label = {
+                "phase1": "phase 1 (GT-aware prior, oracle)",
+                "phase2_warmup": "phase 2 warm-up (sampled prior)",
+                "phase2_joint": "phase 2 joint (sampled prior)",
+            }[phase]
             ax.plot(*zip(*points, strict=True), marker=marker, linestyle="-", label=label)
     inputs = [r["val_input_psnr"] for r in records if "val_input_psnr" in r]
     if inputs:
@@ -108,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             plot_curve(records, args.plot)
             print(f"wrote {args.plot}")
     except UnfoldError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc, verbose=False, status=2)
     return 0
 
 

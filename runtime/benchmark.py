@@ -25,7 +25,6 @@ import json
 import logging
 import shlex
 import sys
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from runtime.bench.environment import describe_environment
 from runtime.bench.measure import Settings, run_grid
 from runtime.bench.report import format_report
 from runtime.cli_sizes import frame_sizes
-from runtime.errors import InputError, ManifestError, UnfoldError
+from runtime.errors import InputError, ManifestError, UnfoldError, report_error
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS, load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,10 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
             write_plot(result, args.plot)
     except UnfoldError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, args.verbose)
     return 0
 
 

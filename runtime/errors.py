@@ -3,6 +3,9 @@
 CLIs catch `UnfoldError`, print one line and exit non-zero; library code raises, never exits.
 """
 
+import sys
+import traceback
+
 
 class UnfoldError(Exception):
     """Base of every error this toolkit raises on purpose."""
@@ -42,3 +45,12 @@ class ShapeError(UnfoldError):
 
 class InferenceError(UnfoldError):
     """A backend failed while running a graph it had opened (out of memory, driver error)."""
+
+
+def report_error(exc: UnfoldError, verbose: bool, status: int = 1) -> int:
+    """What every CLI does with an UnfoldError: one line on stderr (with the traceback first under
+    -v/--verbose); returns the exit status to hand back from main()."""
+    if verbose:
+        traceback.print_exc()
+    print(f"error: {exc}", file=sys.stderr)
+    return status

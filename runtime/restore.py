@@ -37,7 +37,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from runtime.backends.select import BACKEND_NAMES
-from runtime.errors import InferenceError, InputError, ManifestError, ShapeError, UnfoldError
+from runtime.errors import InferenceError, InputError, ManifestError, ShapeError, UnfoldError, report_error
 from runtime.image_io import Image, list_images, read_image, write_image
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
 from runtime.pipeline import DEFAULT_TILE_OVERLAP, Pipeline
@@ -253,14 +253,6 @@ def _jobs(source: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(source, output)]
 
 
-def _fail(exc: UnfoldError, verbose: bool) -> int:
-    """Print the one error line (and the traceback with -v); the exit status."""
-    if verbose:
-        traceback.print_exc()
-    print(f"error: {exc}", file=sys.stderr)
-    return 1
-
-
 def _open_pipeline(args: argparse.Namespace) -> Pipeline:
     if args.artifacts == DEFAULT_ARTIFACTS and not (DEFAULT_ARTIFACTS / MANIFEST_NAME).is_file():
         raise ManifestError(
@@ -301,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None:
         parser.error("the following arguments are required: -o/--output")
     if video_flags:
-        return _fail(
+        return report_error(
             InputError(f"{args.input} is an image; {', '.join(video_flags)}: these flags apply to videos only"),
             args.verbose,
         )
@@ -314,7 +306,7 @@ def _main_images(args: argparse.Namespace) -> int:
         jobs = _jobs(source_path, args.output)
         pipeline = _open_pipeline(args)
     except UnfoldError as exc:
-        return _fail(exc, args.verbose)
+        return report_error(exc, args.verbose)
 
     failed: list[str] = []
     folder = source_path.is_dir()
@@ -360,7 +352,7 @@ def _main_video(args: argparse.Namespace) -> int:
         _check_video_args(args)
         pipeline = _open_pipeline(args)
     except UnfoldError as exc:
-        return _fail(exc, args.verbose)
+        return report_error(exc, args.verbose)
     with pipeline:
         try:
             with ExitStack() as on_error:  # until run_video owns the source and sinks
@@ -377,7 +369,7 @@ def _main_video(args: argparse.Namespace) -> int:
                 sinks = make_sinks(args.output, source, args.input, args.side_by_side, args.preview)
                 on_error.pop_all()
         except UnfoldError as exc:
-            return _fail(exc, args.verbose)
+            return report_error(exc, args.verbose)
         slowdown_s = args.simulate_slowdown_ms / 1000.0
         process = DelayedProcess(restorer, slowdown_s) if slowdown_s > 0 else restorer
         try:
@@ -391,7 +383,7 @@ def _main_video(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
             )
         except UnfoldError as exc:
-            return _fail(exc, args.verbose)
+            return report_error(exc, args.verbose)
     return _report_video(args, summary, restorer)
 
 

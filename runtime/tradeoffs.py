@@ -39,7 +39,6 @@ import logging
 import math
 import sys
 import time
-import traceback
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +51,7 @@ from runtime.atomic_io import atomic_write_bytes
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
 from runtime.cli_sizes import frame_size
-from runtime.errors import InputError, ManifestError, UnfoldError
+from runtime.errors import InputError, ManifestError, UnfoldError, report_error
 from runtime.image_io import list_images, read_rgb8
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
 from runtime.metrics import psnr
@@ -402,10 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise InputError(f"{args.json}: cannot be written ({exc.strerror or exc})") from exc
     except UnfoldError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, args.verbose)
     return 0
 
 

@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from runtime.bench.environment import describe_environment
 from runtime.bench.report import environment_line
 from runtime.bench.stats import summarize
 from runtime.cli_sizes import frame_size
-from runtime.errors import InputError, ManifestError, UnfoldError
+from runtime.errors import InputError, ManifestError, UnfoldError, report_error
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
 from runtime.pipeline import Pipeline
 from runtime.video.loop import run_video
@@ -284,10 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
             print(f"wrote {args.json}")
     except UnfoldError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, args.verbose)
     return 0
 
 

@@ -88,6 +88,10 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         "runtime.video_throughput",
         "runtime.tradeoffs",
         "runtime.frame_kernels_bench",
+        "model.train",
+        "model.evaluate",
+        "model.ablation",
+        "model.training_record",
     ],
 )
 def test_every_flag_has_a_help_text(module: str) -> None:
