@@ -173,13 +173,8 @@ class _Quantizer:
 
 def _register(manifest: Manifest, graph: str, flavour: str, result: GraphResult, path: Path, checked_on: str):
     """`manifest` with `path` as the graph's `flavour` variant (in memory)."""
-    variant = Variant(
-        flavour,
-        FileRef(path.relative_to(manifest.root).as_posix(), sha256_file(path)),
-        manifest.graphs[graph].variants["fp32"].onnx.sha256,
-        kept_higher=result.kept_higher,
-        psnr_vs_fp32_db=result.accuracy[flavour].min_psnr_db,
-        checked_on=checked_on,
+    variant = manifest.derived_variant(
+        graph, flavour, path, result.kept_higher, result.accuracy[flavour].min_psnr_db, checked_on
     )
     return _set_variants(manifest, graph, {**manifest.graphs[graph].variants, flavour: variant})
 

@@ -23,7 +23,7 @@ from calibration.sources import CalibrationFrame
 from export.fp16 import convert_to_fp16
 from runtime.atomic_io import atomic_write_bytes
 from runtime.errors import ExportError
-from runtime.manifest import FileRef, Variant, load_manifest, save_manifest, sha256_file
+from runtime.manifest import load_manifest, save_manifest
 
 FP16_GATE_DB = 45.0
 
@@ -74,13 +74,8 @@ def add_fp16_variants(
         rows.append(Fp16Row(name, len(converted.kept_fp32), accuracy.min_psnr_db, accuracy.finite, accepted))
         variants = dict(entry.variants)
         if accepted:
-            variants["fp16"] = Variant(
-                "fp16",
-                FileRef(path.relative_to(manifest.root).as_posix(), sha256_file(path)),
-                entry.variants["fp32"].onnx.sha256,
-                kept_higher=converted.kept_fp32,
-                psnr_vs_fp32_db=accuracy.min_psnr_db,
-                checked_on=checked_on,
+            variants["fp16"] = manifest.derived_variant(
+                name, "fp16", path, converted.kept_fp32, accuracy.min_psnr_db, checked_on
             )
         else:
             path.unlink(missing_ok=True)

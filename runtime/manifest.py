@@ -234,6 +234,25 @@ class Manifest:
     def file_path(self, ref: FileRef) -> Path:
         return self.root / ref.path
 
+    def derived_variant(
+        self,
+        graph: str,
+        precision: str,
+        path: Path,
+        kept_higher: tuple[str, ...],
+        psnr_vs_fp32_db: float,
+        checked_on: str,
+    ) -> Variant:
+        """A reduced-precision variant written at `path` (inside the folder) from `graph`'s FP32 file."""
+        return Variant(
+            precision,
+            FileRef(path.relative_to(self.root).as_posix(), sha256_file(path)),
+            self.graphs[graph].variants["fp32"].onnx.sha256,
+            kept_higher=tuple(kept_higher),
+            psnr_vs_fp32_db=psnr_vs_fp32_db,
+            checked_on=checked_on,
+        )
+
     def graph_file(self, graph: str, precision: str = "fp32") -> Path:
         entry = self.graph(graph)
         if precision not in entry.variants:
