@@ -17,7 +17,7 @@ from runtime.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINT = REPO / "model" / "weights" / "edge.pt"
-SHIPPED_SHA256 = "bafd500a573f0d70ec4326a63fafdc5163386bc1367468b9c4157afec38f97e5"
+SHIPPED_SHA256 = "a5df60272b463e5113cc57641b2cb5df64ddb324f19304f73ae00784fc09dcd1"
 
 
 def is_shipped_path(path: str | os.PathLike[str]) -> bool:
