@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import Checkpoint, load_checkpoint
+from model.training import earlier_seconds, training_rounds
 from runtime.errors import InputError, UnfoldError, report_error
 
 
@@ -45,9 +46,9 @@ def total_hours(record: dict[str, Any]) -> float:
     return float(record.get("hours_total", record["hours"]))
 
 
-def format_rounds(notes: dict[str, Any]) -> str:
-    """One line per training round of a checkpoint (its notes), the last being its own run."""
-    rounds = [*notes.get("earlier_rounds", []), {k: notes.get(k) for k in ("seconds", "iters", "batch_size", "lr")}]
+def format_rounds(ckpt: Checkpoint) -> str:
+    """One line per training round of a checkpoint, the last being its own run."""
+    rounds = training_rounds(ckpt)
     lines = []
     for i, r in enumerate(rounds, start=1):
         iters = r.get("iters") or ["?"] * 3
@@ -55,8 +56,7 @@ def format_rounds(notes: dict[str, Any]) -> str:
             f"round {i}: phase 1 {iters[0]}, warm-up {iters[1]}, joint {iters[2]} iterations; "
             f"batch {r.get('batch_size')}, lr {r.get('lr')}; {float(r.get('seconds') or 0) / 3600:.2f} h"
         )
-    hours = sum(float(r.get("seconds") or 0) for r in rounds) / 3600
-    lines.append(f"total: {hours:.2f} h of training wall time")
+    lines.append(f"total: {earlier_seconds(rounds) / 3600:.2f} h of training wall time")
     return "\n".join(lines)
 
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint is not None:
             ckpt = load_checkpoint(args.checkpoint)
             print(f"{args.checkpoint.name}: {ckpt.config.name} ({ckpt.config.to_dict()})")
-            print(format_rounds(ckpt.notes))
+            print(format_rounds(ckpt))
         if args.plot is not None:
             plot_curve(records, args.plot)
             print(f"wrote {args.plot}")

@@ -203,7 +203,7 @@ def test_resume_and_init_from(shared_data: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in history] == [4, 8]
     for record in history:
         assert record["hours_total"] == pytest.approx(record["hours"] + first_run["seconds"] / 3600, abs=2e-4)
-    assert "round 2:" in format_rounds(tuned_ckpt.notes) and "round 3:" not in format_rounds(tuned_ckpt.notes)
+    assert "round 2:" in format_rounds(tuned_ckpt) and "round 3:" not in format_rounds(tuned_ckpt)
     edge = _train_cmd([sys.executable], data, tmp_path / "c", ["--init-from", str(tmp_path / "a" / "model.pt")])
     edge[edge.index("tiny")] = "edge"
     refused = subprocess.run(edge, capture_output=True, text=True, timeout=600, env=env)
