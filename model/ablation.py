@@ -28,11 +28,9 @@ import torch
 from model.checkpoint import load_model
 from model.complexity import describe
 from model.config import ModelConfig, named_config
-from model.datasets import CleanFolderDataset
+from model.datasets import CleanFolderDataset, load_clean_images, validation_pairs
 from model.degradations import apply_case, load_kernels
-from model.evaluate import load_clean_images
 from model.inference import restore_array
-from model.train import validation_pairs
 from model.training import TrainSettings, train
 from runtime.atomic_io import atomic_write_bytes
 from runtime.errors import UnfoldError, report_error

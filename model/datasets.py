@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from model.degradations import DegradationConfig, synthesize
+from model.degradations import DegradationConfig, apply_case, synthesize
+from model.evaluation import centre_crop
 from runtime.errors import InputError
 from runtime.image_io import list_images, read_rgb8
 
@@ -275,3 +276,34 @@ class PairedFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             lq, gt = lq[window], gt[window]
         scale = np.float32(255.0)
         return _to_tensor(lq.astype(np.float32) / scale), _to_tensor(gt.astype(np.float32) / scale)
+
+
+def load_clean_images(folder: Path, limit: int, crop: int) -> list[np.ndarray]:
+    """The first `limit` photos of `folder` (all when limit <= 0), centre-cropped to `crop` (0: whole)."""
+    paths = list_images(folder)
+    if not paths:
+        raise InputError(f"{folder}: no images found")
+    paths = paths[:limit] if limit > 0 else paths
+    return [centre_crop(read_rgb8(p).astype(np.float32) / 255, crop) for p in paths]
+
+
+def validation_pairs(
+    folder: Path, count: int, crop: int, case: str, multiple: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed degraded/clean 1x3xHxW centre crops (seed = image index), so every validation is comparable.
+
+    Sides are cut to a multiple of `multiple` (the model's pad multiple) so no padding enters the score.
+    """
+    if count <= 0 or not folder.is_dir():
+        return []
+    crop -= crop % multiple
+    pairs = []
+    for i, path in enumerate(list_images(folder)[:count]):
+        img = read_rgb8(path).astype(np.float32) / 255.0
+        h, w = img.shape[:2]
+        size_h, size_w = min(crop, h - h % multiple), min(crop, w - w % multiple)
+        top, left = (h - size_h) // 2, (w - size_w) // 2
+        clean = img[top : top + size_h, left : left + size_w]
+        lq = apply_case(clean, case, seed=i)
+        pairs.append((_to_tensor(lq).unsqueeze(0), _to_tensor(clean).unsqueeze(0)))
+    return pairs

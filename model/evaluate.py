@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_model
+from model.datasets import load_clean_images
 from model.degradations import EVAL_CASES, load_kernels
 from model.evaluation import (
     NLM_STRENGTHS,
@@ -120,14 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: their choice)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     return p
-
-
-def load_clean_images(folder: Path, limit: int, crop: int) -> list[np.ndarray]:
-    paths = list_images(folder)
-    if not paths:
-        raise InputError(f"{folder}: no images found")
-    paths = paths[:limit] if limit > 0 else paths
-    return [centre_crop(read_rgb8(p).astype(np.float32) / 255, crop) for p in paths]
 
 
 def _open_artifacts(folder: Path, checkpoint: Path, threads: int | None) -> Pipeline:

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model.degradations import apply_case
+from runtime import image_io
 from runtime.atomic_io import atomic_write_bytes
 from runtime.metrics import psnr, ssim
 
@@ -54,11 +55,11 @@ def best_nlm_strength(pairs: Sequence[tuple[np.ndarray, np.ndarray]], strengths:
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The centre size x size (each side capped at the image's); the whole image when size <= 0."""
     if size <= 0:
         return image
     h, w = image.shape[:2]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return image[top : top + size, left : left + size]
+    return image_io.centre_crop(image, min(size, h), min(size, w))
 
 
 def evaluate(

@@ -11,15 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from model.config import named_config
-from model.datasets import CleanFolderDataset, PairedFolderDataset
-from model.degradations import apply_case, load_kernels
+from model.datasets import CleanFolderDataset, PairedFolderDataset, validation_pairs
+from model.degradations import load_kernels
 from model.training import TrainSettings, train
 from runtime.errors import UnfoldError
-from runtime.image_io import list_images, read_rgb8
+from runtime.image_io import list_images
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -88,29 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interim", action="store_true", help="label the checkpoint as interim (not fully trained)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     return p
-
-
-def validation_pairs(
-    folder: Path, count: int, crop: int, case: str, multiple: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed degraded/clean centre crops (seed = image index), so every validation is comparable."""
-    if count <= 0 or not folder.is_dir():
-        return []
-    crop -= crop % multiple
-    pairs = []
-    for i, path in enumerate(list_images(folder)[:count]):
-        img = read_rgb8(path).astype(np.float32) / 255.0
-        h, w = img.shape[:2]
-        size_h, size_w = min(crop, h - h % multiple), min(crop, w - w % multiple)
-        top, left = (h - size_h) // 2, (w - size_w) // 2
-        clean = img[top : top + size_h, left : left + size_w]
-        lq = apply_case(clean, case, seed=i)
-
-        def to_t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).unsqueeze(0)
-
-        pairs.append((to_t(lq), to_t(clean)))
-    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:

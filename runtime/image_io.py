@@ -280,3 +280,12 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list
     return sorted(
         p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
     )
+
+
+def centre_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The centre height x width of an HxWxC image, contiguous; InputError when the image is smaller."""
+    h, w = image.shape[:2]
+    if h < height or w < width:
+        raise InputError(f"a {w}x{h} frame is smaller than the crop {width}x{height}: it cannot be centre-cropped")
+    top, left = (h - height) // 2, (w - width) // 2
+    return np.ascontiguousarray(image[top : top + height, left : left + width])

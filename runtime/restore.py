@@ -39,7 +39,7 @@ from tqdm import tqdm
 from runtime.backends.select import BACKEND_NAMES
 from runtime.errors import InferenceError, InputError, ManifestError, ShapeError, UnfoldError, report_error
 from runtime.image_io import Image, list_images, read_image, write_image
-from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
+from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS, load_manifest
 from runtime.pipeline import DEFAULT_TILE_OVERLAP, Pipeline
 from runtime.shipped import SHIPPED_SHA256
 from runtime.video.loop import INTERRUPTED, SOURCE_LOST, VideoSummary, run_video
@@ -261,7 +261,16 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
         )
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
-    pipeline = Pipeline.from_manifest(
+    if args.artifacts == DEFAULT_ARTIFACTS:
+        # Artifacts exported from older weights (say the interim model) would run silently otherwise.
+        # Checked on the manifest alone, before any backend session is opened.
+        source = load_manifest(args.artifacts, verify=False).source
+        if source.sha256 != SHIPPED_SHA256:
+            raise ManifestError(
+                f"{DEFAULT_ARTIFACTS}: exported from {source.checkpoint} (sha256 {source.sha256[:12]}...), "
+                "not from the shipped model; run `python export/build_engines.py` to re-export it"
+            )
+    return Pipeline.from_manifest(
         args.artifacts,
         backend=args.backend,
         device=args.device,
@@ -270,15 +279,6 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
         tile=args.tile or None,
         tile_overlap=args.tile_overlap,
     )
-    source = pipeline.manifest.source
-    if args.artifacts == DEFAULT_ARTIFACTS and source.sha256 != SHIPPED_SHA256:
-        # Artifacts exported from older weights (say the interim model) would run silently otherwise.
-        pipeline.close()
-        raise ManifestError(
-            f"{DEFAULT_ARTIFACTS}: exported from {source.checkpoint} (sha256 {source.sha256[:12]}...), "
-            "not from the shipped model; run `python export/build_engines.py` to re-export it"
-        )
-    return pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

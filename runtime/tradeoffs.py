@@ -50,9 +50,10 @@ from tqdm import tqdm
 from runtime.atomic_io import atomic_write_bytes
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
+from runtime.bench.report import text_table
 from runtime.cli_sizes import frame_size
 from runtime.errors import InputError, ManifestError, UnfoldError, report_error
-from runtime.image_io import list_images, read_rgb8
+from runtime.image_io import centre_crop, list_images, read_rgb8
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
 from runtime.metrics import psnr
 from runtime.pipeline import Pipeline
@@ -73,14 +74,6 @@ def add_noise(clean: np.ndarray, sigma: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng((seed, zlib.crc32(f"noise{sigma}".encode("ascii"))))
     noisy = clean + np.float32(sigma / 255.0) * rng.standard_normal(clean.shape, dtype=np.float32)
     return np.clip(np.rint(noisy * np.float32(255.0)), 0, 255).astype(np.float32) / np.float32(255.0)
-
-
-def centre_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if h < height or w < width:
-        raise InputError(f"a {w}x{h} frame cannot be centre-cropped to {width}x{height}")
-    top, left = (h - height) // 2, (w - width) // 2
-    return image[top : top + height, left : left + width]
 
 
 def load_images(folder: Path, count: int | None) -> list[np.ndarray]:
@@ -222,14 +215,6 @@ def reuse_rows(
 # --------------------------------------------------------------------------- report
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join
-    return [line(h.rjust(w) for h, w in zip(header, widths, strict=True))] + [
-        line(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows
-    ]
-
-
 def format_report(result: dict[str, Any]) -> str:
     env, s = result["environment"], result["settings"]
     lines = [
@@ -249,7 +234,7 @@ def format_report(result: dict[str, Any]) -> str:
         ]
         for r in result["depth"]
     ]
-    lines += _table(["data (frames)", "K", "PSNR dB", "vs input", "ms/frame", "speed-up"], rows)
+    lines += text_table(["data (frames)", "K", "PSNR dB", "vs input", "ms/frame", "speed-up"], rows)
     if result["reuse"]:
         first = result["reuse"][0]
         lines += [
@@ -278,7 +263,7 @@ def format_report(result: dict[str, Any]) -> str:
             )
         header = ["N", "ms/frame", "speed-up", "prior runs (ms/frame)", "hit/miss/cut", "PSNR dB", "vs N=0", "flicker"]
         header.append("tPSNR")
-        lines += _table(header, rows)
+        lines += text_table(header, rows)
         lines.append("flicker: output frame-to-frame change minus the clean clip's, 8-bit levels; tPSNR in dB")
     return "\n".join(lines)
 

@@ -41,6 +41,7 @@ from runtime.bench.report import environment_line
 from runtime.bench.stats import summarize
 from runtime.cli_sizes import frame_size
 from runtime.errors import InputError, ManifestError, UnfoldError, report_error
+from runtime.image_io import centre_crop
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
 from runtime.pipeline import Pipeline
 from runtime.video.loop import run_video
@@ -107,15 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
     return p
-
-
-def centre_crop(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The centre height x width of an HxWx3 frame; InputError when the frame is smaller."""
-    h, w = rgb.shape[:2]
-    if h < height or w < width:
-        raise InputError(f"frame {w}x{h} is smaller than the crop {width}x{height}")
-    top, left = (h - height) // 2, (w - width) // 2
-    return np.ascontiguousarray(rgb[top : top + height, left : left + width])
 
 
 def read_clip(spec: str, height: int, width: int, frames: int | None) -> list[np.ndarray]:

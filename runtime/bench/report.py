@@ -22,7 +22,8 @@ def environment_line(env: dict[str, Any]) -> str:
     return f"{line} | {versions}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Aligned columns: the first (labels) left-aligned, the rest right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = [lambda text, w=w, i=i: text.ljust(w) if i == 0 else text.rjust(w) for i, w in enumerate(widths)]
     return ["  ".join(f(t) for f, t in zip(fmt, row, strict=True)) for row in [header, *rows]]
@@ -52,7 +53,7 @@ def format_report(result: dict[str, Any]) -> str:
                     "-" if cell["host_overhead_ms"] is None else f"{cell['host_overhead_ms']:.2f}",
                 ]
             )
-        lines += _table(header, rows)
+        lines += text_table(header, rows)
         graphs = list(dict.fromkeys(g for cell in cells for g in cell["graphs"]))
         calls = {g: max(c["graphs"][g]["calls_per_frame"] for c in cells if g in c["graphs"]) for g in graphs}
         lines.append("per graph, mean ms per frame (a graph called n times per frame shows xn):")
@@ -65,7 +66,7 @@ def format_report(result: dict[str, Any]) -> str:
             ]
             for cell in cells
         ]
-        lines += _table(header, rows)
+        lines += text_table(header, rows)
     # One line per (backend, device, precision, reason), listing the sizes it covers.
     grouped: dict[tuple[str, str], list[str]] = {}
     for skip in result["skipped"]:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from runtime.errors import InputError
-from runtime.video_throughput import centre_crop, main, read_clip
+from runtime.image_io import centre_crop
+from runtime.video_throughput import main, read_clip
 
 
 def test_one_run_reports_inference_video_and_their_ratio(
