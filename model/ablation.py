@@ -10,7 +10,10 @@ iteration count, then is scored on the same degraded CBSD68 crops. Variants:
   no_high_freq   OCFormer without the Haar high-frequency branch
   single_stage   K = 1 with a wider OCFormer, chosen to match the full model's GMAC
 The table gives dB lost without each part and dB per GMAC it adds; for single_stage, the dB that
-unfolding gains at equal cost. Resumable: a variant whose model.pt exists is only scored again.
+unfolding gains at equal cost. Resumable at three levels: a row already in OUT/ablation.json with
+the same iterations, config and scoring set is kept as it is (so the JSON alone carries finished
+variants from one machine or session to the next); a variant whose model.pt exists is only scored
+again; an interrupted one resumes from its last.pt.
 """
 
 from __future__ import annotations
@@ -107,6 +110,35 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What a row measured: variant, budget, config (as JSON holds it) and scoring set."""
+    return row["variant"], row["iters"], json.loads(json.dumps(row["config"])), row.get("scored_on")
+
+
+def finished_row(
+    rows: list[dict[str, Any]], name: str, iters: int, config: ModelConfig, scored_on: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The row of an earlier run that measured exactly this variant, budget and scoring set, if any."""
+    wanted = row_key({"variant": name, "iters": iters, "config": config.to_dict(), "scored_on": scored_on})
+    return next((row for row in rows if row_key(row) == wanted), None)
+
+
+def merge_rows(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Earlier rows not measured again, then this run's rows."""
+    measured = [row_key(row) for row in new]
+    return [row for row in earlier if row_key(row) not in measured] + new
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UnfoldError(f"{path}: not valid JSON ({exc}); move it away to start the ablation afresh") from exc
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="edge", choices=["edge", "small", "base", "tiny"], help="base model size")
@@ -139,9 +171,16 @@ def main(argv: list[str] | None = None) -> int:
             args.data, args.crop, kernels=kernels, length=max(len(list_images(args.data, recursive=True)), 400)
         )
         variants = ["full", *[v for v in args.variants if v != "full"]]  # the control always runs
+        scored_on = {"folder": args.val.name, "images": len(images), "crop": args.val_crop}
+        earlier = read_rows(args.out / "ablation.json")
         rows = []
         for name in variants:
             config = variant_config(base, name)
+            kept = finished_row(earlier, name, args.iters, config, scored_on)
+            if kept is not None:
+                print(f"kept {name} from {args.out / 'ablation.json'}")
+                rows.append(kept)
+                continue
             run = args.out / name
             final = run / "model.pt"
             if not final.is_file():
@@ -173,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
                     "mean_psnr": float(np.mean(list(psnrs.values()))),
                     "iters": args.iters,
                     "config": config.to_dict(),
+                    "scored_on": scored_on,
                 }
             )
+            # Written after every variant, so a run cut short still leaves the finished rows; rows of
+            # earlier runs (other variants, budgets or scoring sets) stay in the file.
+            atomic_write_bytes(args.out / "ablation.json", json.dumps(merge_rows(earlier, rows), indent=1).encode())
         print(format_table(rows))
-        atomic_write_bytes(args.out / "ablation.json", json.dumps(rows, indent=1).encode())
         print(f"wrote {args.out / 'ablation.json'}")
     except UnfoldError as exc:
         return report_error(exc, verbose=False, status=2)

@@ -20,9 +20,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from model.degradations import DegradationConfig, apply_case, synthesize
-from model.evaluation import centre_crop
 from runtime.errors import InputError
-from runtime.image_io import list_images, read_rgb8
+from runtime.image_io import centre_crop, list_images, read_rgb8
 
 # A module-level default (frozen, so sharing it is safe) rather than a call in the signature.
 _DEFAULT_CONFIG = DegradationConfig()
@@ -284,7 +283,10 @@ def load_clean_images(folder: Path, limit: int, crop: int) -> list[np.ndarray]:
     if not paths:
         raise InputError(f"{folder}: no images found")
     paths = paths[:limit] if limit > 0 else paths
-    return [centre_crop(read_rgb8(p).astype(np.float32) / 255, crop) for p in paths]
+    images = [read_rgb8(p).astype(np.float32) / 255 for p in paths]
+    if crop <= 0:
+        return images
+    return [centre_crop(img, min(crop, img.shape[0]), min(crop, img.shape[1])) for img in images]
 
 
 def validation_pairs(
@@ -301,9 +303,7 @@ def validation_pairs(
     for i, path in enumerate(list_images(folder)[:count]):
         img = read_rgb8(path).astype(np.float32) / 255.0
         h, w = img.shape[:2]
-        size_h, size_w = min(crop, h - h % multiple), min(crop, w - w % multiple)
-        top, left = (h - size_h) // 2, (w - size_w) // 2
-        clean = img[top : top + size_h, left : left + size_w]
+        clean = centre_crop(img, min(crop, h - h % multiple), min(crop, w - w % multiple))
         lq = apply_case(clean, case, seed=i)
         pairs.append((_to_tensor(lq).unsqueeze(0), _to_tensor(clean).unsqueeze(0)))
     return pairs

@@ -44,11 +44,26 @@ def test_tiny_ablation_trains_scores_and_resumes(shared_data: Path, tmp_path: Pa
     for row in rows.values():
         assert set(row["psnr"]) == {"noise25", "gauss_blur", "jpeg20", "mixed"}
         assert all(5.0 < v < 60.0 for v in row["psnr"].values())
-    # A rerun finds every model.pt and only scores again, to the same numbers.
+    # Without the JSON, a rerun finds every model.pt and only scores again, to the same numbers.
+    (tmp_path / "abl" / "ablation.json").unlink()
     assert main(args) == 0
     assert "training " not in capsys.readouterr().out
     again = {r["variant"]: r for r in json.loads((tmp_path / "abl" / "ablation.json").read_text())}
     assert again["full"]["psnr"] == rows["full"]["psnr"]
+    # With the checkpoints gone, the JSON alone carries the finished rows to the next run...
+    for model_file in (tmp_path / "abl").glob("*/model.pt"):
+        model_file.unlink()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "training " not in out and out.count("kept ") == 5
+    # ...but only for the same scoring set: another crop size retrains the variant asked for.
+    assert main([*args, "--val-crop", "48", "--variants", "full"]) == 0
+    assert capsys.readouterr().out.count("training ") == 1
+    # The file keeps the five earlier rows beside the new one.
+    final = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert sorted((r["variant"], r["scored_on"]["crop"]) for r in final) == sorted(
+        [(name, 32) for name in rows] + [("full", 48)]
+    )
 
 
 def test_a_model_without_prior_gets_no_warmup(tmp_path: Path) -> None:
