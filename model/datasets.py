@@ -283,10 +283,13 @@ def load_clean_images(folder: Path, limit: int, crop: int) -> list[np.ndarray]:
     if not paths:
         raise InputError(f"{folder}: no images found")
     paths = paths[:limit] if limit > 0 else paths
-    images = [read_rgb8(p).astype(np.float32) / 255 for p in paths]
-    if crop <= 0:
-        return images
-    return [centre_crop(img, min(crop, img.shape[0]), min(crop, img.shape[1])) for img in images]
+
+    def load(path: Path) -> np.ndarray:
+        # Cropped as read, so only one whole photo is held at a time.
+        img = read_rgb8(path).astype(np.float32) / 255
+        return img if crop <= 0 else centre_crop(img, min(crop, img.shape[0]), min(crop, img.shape[1]))
+
+    return [load(p) for p in paths]
 
 
 def validation_pairs(
