@@ -110,16 +110,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+def measured(variant: str, iters: int, config: dict[str, Any], scored_on: dict[str, Any] | None) -> tuple[Any, ...]:
     """What a row measured: variant, budget, config (as JSON holds it) and scoring set."""
-    return row["variant"], row["iters"], json.loads(json.dumps(row["config"])), row.get("scored_on")
+    return variant, iters, json.loads(json.dumps(config)), scored_on
+
+
+def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return measured(row["variant"], row["iters"], row["config"], row.get("scored_on"))
 
 
 def finished_row(
     rows: list[dict[str, Any]], name: str, iters: int, config: ModelConfig, scored_on: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The row of an earlier run that measured exactly this variant, budget and scoring set, if any."""
-    wanted = row_key({"variant": name, "iters": iters, "config": config.to_dict(), "scored_on": scored_on})
+    wanted = measured(name, iters, config.to_dict(), scored_on)
     return next((row for row in rows if row_key(row) == wanted), None)
 
 
@@ -129,13 +133,22 @@ def merge_rows(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
     return [row for row in earlier if row_key(row) not in measured] + new
 
 
+ROW_FIELDS = ("variant", "params_m", "gmac", "psnr", "mean_psnr", "iters", "config")
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of earlier runs; a file that is not a list of rows is refused rather than overwritten."""
     if not path.is_file():
         return []
     try:
         rows = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UnfoldError(f"{path}: not valid JSON ({exc}); move it away to start the ablation afresh") from exc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and all(f in r for f in ROW_FIELDS) for r in rows):
+        raise UnfoldError(
+            f"{path}: not a list of ablation rows (each with {', '.join(ROW_FIELDS)}); "
+            "move it away to start the ablation afresh"
+        )
     return rows
 
 

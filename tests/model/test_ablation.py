@@ -75,3 +75,29 @@ def test_a_model_without_prior_gets_no_warmup(tmp_path: Path) -> None:
     assert schedule(2000, without) == (1360, 0, 640)  # same total, same joint share
     with pytest.raises(ValueError, match="no warm-up phase"):
         TrainSettings(config=without, out_dir=tmp_path, phase1_iters=10, warmup_iters=1, joint_iters=1)
+
+
+def test_rows_file_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+    from model.ablation import read_rows
+    from runtime.errors import UnfoldError
+
+    path = tmp_path / "ablation.json"
+    for text in ('{"variant": "full"}', '[{"variant": "full"}]', "[1, 2]"):
+        path.write_text(text)
+        with pytest.raises(UnfoldError, match="not a list of ablation rows"):
+            read_rows(path)
+        assert path.read_text() == text  # refused, not rewritten
+
+
+def test_committed_ablation_rows_are_found_again_by_what_they_measured() -> None:
+    from model.ablation import finished_row, read_rows
+
+    repo = Path(__file__).resolve().parents[2]
+    rows = read_rows(repo / "docs" / "ablation_2000.json")
+    base = named_config("edge")
+    scored_on = {"folder": "CBSD68", "images": 68, "crop": 256}
+    for row in rows:
+        config = variant_config(base, row["variant"])
+        assert finished_row(rows, row["variant"], 2000, config, scored_on) is row
+        assert finished_row(rows, row["variant"], 1000, config, scored_on) is None
+        assert finished_row(rows, row["variant"], 2000, config, {**scored_on, "crop": 128}) is None
