@@ -129,8 +129,8 @@ def finished_row(
 
 def merge_rows(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Earlier rows not measured again, then this run's rows."""
-    measured = [row_key(row) for row in new]
-    return [row for row in earlier if row_key(row) not in measured] + new
+    measured_again = [row_key(row) for row in new]
+    return [row for row in earlier if row_key(row) not in measured_again] + new
 
 
 ROW_FIELDS = ("variant", "params_m", "gmac", "psnr", "mean_psnr", "iters", "config")
