@@ -133,7 +133,27 @@ def merge_rows(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
     return [row for row in earlier if row_key(row) not in measured_again] + new
 
 
-ROW_FIELDS = ("variant", "params_m", "gmac", "psnr", "mean_psnr", "iters", "config")
+# Each field of a row and the JSON type it must have; format_table does arithmetic on the numbers.
+ROW_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "variant": str,
+    "params_m": (int, float),
+    "gmac": (int, float),
+    "psnr": dict,
+    "mean_psnr": (int, float),
+    "iters": int,
+    "config": dict,
+}
+
+
+def _of_type(value: object, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)  # JSON's true is an int to Python
+
+
+def is_row(row: object) -> bool:
+    """A dict with every field of ROW_FIELDS, of its type, and a number for each scored case."""
+    if not isinstance(row, dict) or not all(_of_type(row.get(f), kind) for f, kind in ROW_FIELDS.items()):
+        return False
+    return all(_of_type(v, (int, float)) for v in row["psnr"].values())
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -144,9 +164,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         rows = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UnfoldError(f"{path}: not valid JSON ({exc}); move it away to start the ablation afresh") from exc
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and all(f in r for f in ROW_FIELDS) for r in rows):
+    if not isinstance(rows, list) or not all(is_row(r) for r in rows):
         raise UnfoldError(
-            f"{path}: not a list of ablation rows (each with {', '.join(ROW_FIELDS)}); "
+            f"{path}: not a list of ablation rows (each with {', '.join(ROW_FIELDS)}, numbers where numbers belong); "
             "move it away to start the ablation afresh"
         )
     return rows

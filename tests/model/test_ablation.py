@@ -82,7 +82,15 @@ def test_rows_file_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
     from runtime.errors import UnfoldError
 
     path = tmp_path / "ablation.json"
-    for text in ('{"variant": "full"}', '[{"variant": "full"}]', "[1, 2]"):
+    row = json.loads((Path(__file__).resolve().parents[2] / "docs" / "ablation_2000.json").read_text())[0]
+    wrong_types = [
+        {**row, "gmac": "6.88"},
+        {**row, "iters": 2000.5},
+        {**row, "psnr": {**row["psnr"], "noise25": None}},
+        {**row, "mean_psnr": True},
+    ]
+    texts = ['{"variant": "full"}', '[{"variant": "full"}]', "[1, 2]"] + [json.dumps([r]) for r in wrong_types]
+    for text in texts:
         path.write_text(text)
         with pytest.raises(UnfoldError, match="not a list of ablation rows"):
             read_rows(path)
