@@ -17,7 +17,7 @@ from runtime.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINT = REPO / "model" / "weights" / "edge.pt"
-SHIPPED_SHA256 = "a5df60272b463e5113cc57641b2cb5df64ddb324f19304f73ae00784fc09dcd1"
+SHIPPED_SHA256 = "b0e57a63566c91649216320c6387c6b03b1c0f6dd0f743ded95576d6f6d9a735"
 
 
 def is_shipped_path(path: str | os.PathLike[str]) -> bool:
