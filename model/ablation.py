@@ -133,13 +133,15 @@ def merge_rows(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
     return [row for row in earlier if row_key(row) not in measured_again] + new
 
 
+NUMBER = (int, float)  # a JSON number may load as either
+
 # Each field of a row and the JSON type it must have; format_table does arithmetic on the numbers.
 ROW_FIELDS: dict[str, type | tuple[type, ...]] = {
     "variant": str,
-    "params_m": (int, float),
-    "gmac": (int, float),
+    "params_m": NUMBER,
+    "gmac": NUMBER,
     "psnr": dict,
-    "mean_psnr": (int, float),
+    "mean_psnr": NUMBER,
     "iters": int,
     "config": dict,
 }
@@ -153,7 +155,7 @@ def is_row(row: object) -> bool:
     """A dict with every field of ROW_FIELDS, of its type, and a number for each scored case."""
     if not isinstance(row, dict) or not all(_of_type(row.get(f), kind) for f, kind in ROW_FIELDS.items()):
         return False
-    return all(_of_type(v, (int, float)) for v in row["psnr"].values())
+    return all(_of_type(v, NUMBER) for v in row["psnr"].values())
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
