@@ -107,12 +107,18 @@ class DecomposedDegradation(nn.Module):
         return w, m
 
     def gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.gradient_and_operators(x, y)[0]
+
+    def gradient_and_operators(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The gradient and what it was built from, (W, M, Y small), for the consistency term."""
         x_small, y_small = self.down(x), self.down(y)
         w, m = self.operators(x_small, y_small)
         grad = decomposed_gradient(w, m, x_small, y_small)
         if self.scale > 1:
             grad = F.interpolate(grad, scale_factor=float(self.scale), mode="bilinear", align_corners=False)
-        return grad
+        return grad, (w, m, y_small)
 
 
 class MGDA(nn.Module):
@@ -130,21 +136,26 @@ class MGDA(nn.Module):
             self.eta = nn.Parameter(_softplus_init(0.5))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_consistency(x, y, None)[0]
+
+    def forward_with_consistency(
+        self, x: torch.Tensor, y: torch.Tensor, gt: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """v, and with a ground truth the ISDA term: the degradation estimated from (x, y),
+        applied to the ground truth, must give y.
+
+        Training needs both; the consistency term reuses the W and M that the gradient built
+        instead of generating them a second time. Inference and export pass gt=None.
+        """
         v = x
+        loss = None if gt is None else x.new_zeros(())
         if self.use_holistic:
             v = v - F.softplus(self.rho) * self.holistic.gradient(x, y)
+            if loss is not None:
+                loss = loss + F.l1_loss(self.holistic.forward_op(gt), y)
         if self.use_decomposed:
-            v = v - F.softplus(self.eta) * self.decomposed.gradient(x, y)
-        return v
-
-    def consistency(self, x: torch.Tensor, y: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-        """ISDA term: the degradation estimated from (x, y) applied to the ground truth must give y."""
-        loss = x.new_zeros(())
-        if self.use_holistic:
-            loss = loss + F.l1_loss(self.holistic.forward_op(gt), y)
-        if self.use_decomposed:
-            dec = self.decomposed
-            x_small, y_small = dec.down(x), dec.down(y)
-            w, m = dec.operators(x_small, y_small)
-            loss = loss + F.l1_loss(decomposed_apply(w, dec.down(gt), m), y_small)
-        return loss
+            grad, (w, m, y_small) = self.decomposed.gradient_and_operators(x, y)
+            v = v - F.softplus(self.eta) * grad
+            if loss is not None:
+                loss = loss + F.l1_loss(decomposed_apply(w, self.decomposed.down(gt), m), y_small)
+        return v, loss

@@ -85,14 +85,15 @@ class UnfoldLDM(nn.Module):
         out = StageOutputs([], [], [], y.new_zeros(()))
         x = y
         for k in range(self.config.stages):
-            mgda = self.gradient_steps[self._index(k)]
-            v = mgda(x, y)
-            out.consistency = out.consistency + mgda.consistency(x, y, gt)
+            v, consistency = self.gradient_steps[self._index(k)].forward_with_consistency(x, y, gt)
+            out.consistency = out.consistency + consistency
             stage = self.stage_tensor(k, y)
             if self.prior is None:
                 z = y.new_zeros(y.shape[0], self.config.prior_dim)
             else:
-                target = self.prior.target_prior(v, gt, stage)
+                # In "sampled" mode the target only enters the prior loss, detached: no graph for it.
+                with torch.set_grad_enabled(torch.is_grad_enabled() and prior_mode != "sampled"):
+                    target = self.prior.target_prior(v, gt, stage)
                 out.target_priors.append(target)
                 z = target
                 if prior_mode != "target":
