@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (CPU never uses it)")
     p.add_argument("--resume", type=Path, help="continue from a last.pt (same config; restores optimizer and step)")
     p.add_argument("--init-from", type=Path, help="start from these weights (fine-tuning), with a fresh optimizer")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop after this many minutes of training, writing last.pt (resumable) and model.pt",
+    )
     p.add_argument("--interim", action="store_true", help="label the checkpoint as interim (not fully trained)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     return p
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume,
             init_from=args.init_from,
             interim=args.interim,
+            max_seconds=None if args.max_minutes is None else args.max_minutes * 60.0,
         )
         final = train(settings, train_set, val)
     except (UnfoldError, ValueError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.inference import prior_noise
 from model.losses import LossWeights, prior_loss, restoration_loss
+from model.training_clock import TrainingClock
 from model.unfoldldm import StageOutputs, UnfoldLDM
 from runtime.metrics import psnr
 
@@ -52,6 +52,9 @@ class TrainSettings:
     resume: Path | None = None
     init_from: Path | None = None
     interim: bool = False
+    # Stop (with last.pt and model.pt written) after this many seconds of this run, e.g. a GPU
+    # burst in a fixed time slot; resuming continues the same schedule.
+    max_seconds: float | None = None
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -251,8 +254,12 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
     )
     out_dir = Path(settings.out_dir)
     last_log: dict[str, float] = {}
-    started = time.perf_counter() - seconds_before
+    clock = TrainingClock(seconds_before)
     while step < settings.total_iters:
+        if settings.max_seconds is not None and _out_of_time(clock, settings.max_seconds, info, device):
+            progress.write(f"time budget of {settings.max_seconds:.0f} s reached at step {step}: stopping")
+            _save(out_dir / "last.pt", settings, model, ema, optimizer, phase, step, last_log, clock, rounds)
+            break
         if settings.phase_at(step) != phase:
             phase = settings.phase_at(step)
             set_trainable(model, phase)
@@ -292,14 +299,15 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             restored, baseline = validate(ema_model, val_pairs, phase)
             progress.write(f"step {step} {phase}: val PSNR {restored:.2f} dB (input {baseline:.2f} dB)")
             last_log.update(val_psnr=restored, val_input_psnr=baseline)
-            seconds = time.perf_counter() - started
+            seconds = clock.seconds()
             log = {**last_log, "hours_total": round((seconds + earlier_seconds(rounds)) / 3600.0, 4)}
             append_history(out_dir / HISTORY_NAME, step, phase, seconds, log)
         if info.is_main and (step % settings.save_every == 0 or step == settings.total_iters):
-            _save(out_dir / "last.pt", settings, model, ema, optimizer, phase, step, last_log, started, rounds)
+            _save(out_dir / "last.pt", settings, model, ema, optimizer, phase, step, last_log, clock, rounds)
         if info.world_size > 1 and step % settings.save_every == 0:
             dist.barrier()
     progress.close()
+    clock.close()
     if info.world_size > 1:
         # DDP must keep the replicas bit-identical; measure it rather than assume it.
         last_log["replica_max_abs_diff"] = replica_max_abs_diff(model)
@@ -314,7 +322,7 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
             phase or settings.phase_at(step - 1),
             step,
             last_log,
-            started,
+            clock,
             rounds,
             weights_only_ema=True,
         )
@@ -322,6 +330,14 @@ def train(settings: TrainSettings, train_set: Dataset, val_pairs: list[tuple[tor
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def _out_of_time(clock: TrainingClock, max_seconds: float, info: DistInfo, device: torch.device) -> bool:
+    """Whether the time budget is spent; under DDP every rank takes rank 0's answer, so all stop together."""
+    flag = torch.tensor([float(clock.run_seconds() >= max_seconds)], device=device)
+    if info.world_size > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 @torch.no_grad()
@@ -392,13 +408,13 @@ def _save(
     phase: str,
     step: int,
     log: dict[str, float],
-    started: float,
+    clock: TrainingClock,
     rounds: list[dict[str, object]],
     weights_only_ema: bool = False,
 ) -> None:
     notes = {
         "log": log,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(clock.seconds(), 1),
         "seed": settings.seed,
         "iters": [settings.phase1_iters, settings.warmup_iters, settings.joint_iters],
         "batch_size": settings.batch_size,
