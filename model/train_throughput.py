@@ -29,6 +29,7 @@ from runtime.errors import UnfoldError
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = REPO / "model" / "train_probe.py"
+SHARED = REPO.parent / "shared" / "data"
 VARIANTS = ("baseline", "current", "current-ddp2")
 
 
@@ -74,7 +75,11 @@ def _command(variant: str, args: argparse.Namespace, phase: str, out: Path) -> l
         "--out",
         str(out),
         *_phase_args(phase, args.warmup + args.steps + 1),
-        *(["--data", str(args.data)] if args.data else []),
+        # Explicit paths: the baseline's own defaults would point beside its temporary worktree.
+        "--data",
+        str(args.data),
+        "--kernels",
+        str(args.kernels),
     ]
     probe = [str(PROBE), str(args.warmup), "--", *train_args]
     if procs == 1:
@@ -119,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="global batch per step (default: 8)")
     p.add_argument("--crop", type=int, default=64, help="training crop in pixels (default: 64)")
     p.add_argument("--size", default="edge", help="named model size (default: edge; tiny for a smoke test)")
-    p.add_argument("--data", type=Path, help="clean training photos (default: train.py's, ../shared/data/train)")
+    p.add_argument("--data", type=Path, default=SHARED / "train", help="clean training photos (default: %(default)s)")
+    p.add_argument(
+        "--kernels", type=Path, default=SHARED / "kernels" / "npy", help="real blur kernels (default: %(default)s)"
+    )
     p.add_argument("--json", type=Path, help="also write the measurements here")
     return p
 
