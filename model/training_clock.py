@@ -1,33 +1,46 @@
 """Training time that leaves out the time the run was paused, so the training record stays honest.
 
-A background training run is paused for benchmarks. Paused with `kill -TSTP PID` (not
-SIGSTOP, which a process cannot see), the run notes when it stopped, stops itself, and on
-`kill -CONT PID` adds the pause to the time it does not count. The history's hours are
-then hours of training, not hours of waiting.
+A background training run is paused for benchmarks with `kill -STOP` and resumed with
+`kill -CONT`. A process cannot see SIGSTOP, but it can see its effect: a heartbeat thread
+that wakes every quarter second finds, after a pause, that much more time has passed than it
+slept. Such gaps (longer than `PAUSE_GAP` seconds: load on a busy machine delays a wake-up by
+milliseconds, not seconds) are left out of the hours, so the history's hours are hours of
+training, not of waiting. A pause of a second or two is counted as training time.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
-from types import FrameType
+
+TICK = 0.25
+PAUSE_GAP = 2.0
 
 
 class TrainingClock:
     def __init__(self, seconds_before: float = 0.0) -> None:
         self._start = time.perf_counter() - seconds_before
         self._run_start = time.perf_counter()
-        self.paused_seconds = 0.0
-        # Signal handlers can only be set from the main thread, and SIGTSTP exists on POSIX only.
-        if hasattr(signal, "SIGTSTP") and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTSTP, self._pause)
+        self._paused = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._heartbeat, name="training-clock", daemon=True)
+        self._thread.start()
 
-    def _pause(self, signum: int, frame: FrameType | None) -> None:
-        stopped = time.perf_counter()
-        os.kill(os.getpid(), signal.SIGSTOP)  # returns once SIGCONT resumes us
-        self.paused_seconds += time.perf_counter() - stopped
+    def _heartbeat(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(TICK):
+            now = time.perf_counter()
+            gap = now - last - TICK
+            if gap > PAUSE_GAP:
+                with self._lock:
+                    self._paused += gap
+            last = now
+
+    @property
+    def paused_seconds(self) -> float:
+        with self._lock:
+            return self._paused
 
     def seconds(self) -> float:
         """Training seconds of this schedule, earlier (resumed) runs included, pauses left out."""
@@ -38,5 +51,5 @@ class TrainingClock:
         return time.perf_counter() - self._run_start - self.paused_seconds
 
     def close(self) -> None:
-        if hasattr(signal, "SIGTSTP") and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        self._stop.set()
+        self._thread.join()
