@@ -13,6 +13,9 @@ long runs of convolutions stay quantized: the speed measurement decides, not thi
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from calibration.replay import GraphFeeds
 from export.sensitive_ops import higher_precision_nodes
 from runtime.atomic_io import atomic_target
 from runtime.errors import CalibrationError
+
+log = logging.getLogger(__name__)
 
 FLAVOURS = ("int8", "int8-cpu")
 METHODS = ("minmax", "percentile", "entropy")
@@ -67,7 +72,10 @@ def quantize_graph(
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }[method]
-    with atomic_target(out_path, suffix=".onnx") as tmp:
+    # ONNX Runtime's calibrators print their progress ("Collecting tensor data ...") to stdout;
+    # it goes to the debug log instead, so the tools show it under -v only.
+    chatter = io.StringIO()
+    with atomic_target(out_path, suffix=".onnx") as tmp, contextlib.redirect_stdout(chatter):
         quantize_static(
             str(fp32_path),
             str(tmp),
@@ -81,6 +89,8 @@ def quantize_graph(
             calibrate_method=calibrate_method,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )
+    for line in chatter.getvalue().splitlines():
+        log.debug("%s: %s", fp32_path.name, line)
     return excluded
 
 

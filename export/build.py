@@ -6,10 +6,12 @@ strict shape inference, write the torch.export program; run every graph against 
 included) with ONNX Runtime and the torch backend; write `manifest.json` last; read it back
 with every sha256 checked.
 
-The old manifest is removed before anything is written, so an interrupted build leaves a
-folder that the runtime refuses ("no manifest.json: run build_engines.py"), never a manifest
-whose files were half replaced. Files no longer named by the new manifest are removed at the
-end. Every file is written under a temporary name and renamed.
+The folder is claimed first (`export/artifacts_folder.py`): a non-empty folder that is not an
+artifacts folder of ours is refused before anything is written, unless `allow_non_empty`. The
+old manifest is then removed, so an interrupted build leaves a folder that the runtime refuses
+("no manifest.json: run build_engines.py"), never a manifest whose files were half replaced.
+At the end only files an earlier manifest of ours named, and the new one does not, are
+removed. Every file is written under a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from export.activation_sizes import measure_activation_bytes
+from export.artifacts_folder import GRAPHS_DIR, check_folder, claim_folder, remove_stale
 from export.manifest_writer import build_manifest
 from export.onnx_export import (
     DEFAULT_OPSET,
@@ -46,14 +50,11 @@ from runtime.manifest import (
     Manifest,
     PipelineCheck,
     Source,
-    file_refs,
     load_manifest,
     save_manifest,
     sha256_file,
 )
 from runtime.pipeline import Pipeline, sampler_noise
-
-GRAPHS_DIR = "graphs"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class BuildOptions:
     pipeline_size: tuple[int, int] | None = None
     threads: int | None = None
     progress: bool = True
+    # Write into a non-empty folder that is not an artifacts folder of ours (keeping its files).
+    allow_non_empty: bool = False
 
 
 def default_parity_shapes(multiple: int) -> tuple[tuple[int, int, int], ...]:
@@ -118,13 +121,6 @@ def _pipeline_checks(
     return tuple(checks)
 
 
-def _remove_stale(out: Path, manifest: Manifest) -> None:
-    keep = {manifest.file_path(ref).resolve() for _, ref in file_refs(manifest)}
-    for path in (out / GRAPHS_DIR).iterdir():
-        if path.is_file() and not path.name.startswith(".") and path.resolve() not in keep:
-            path.unlink()
-
-
 def build_artifacts(
     model: UnfoldLDM, source: Source, out: Path, name: str, options: BuildOptions = BuildOptions()
 ) -> Manifest:
@@ -140,6 +136,8 @@ def build_artifacts(
                 f"parity shape {b}x{h}x{w}: batch must be >= 1 and height/width multiples of {multiple}, "
                 f"at least {min_size(multiple)}"
             )
+    plans: list[GraphPlan] = plan_graphs(model)
+    owned = claim_folder(out, [p.name for p in plans], options.allow_non_empty)
     graphs_dir = out / GRAPHS_DIR
     try:
         graphs_dir.mkdir(parents=True, exist_ok=True)
@@ -147,9 +145,9 @@ def build_artifacts(
     except OSError as exc:
         raise ExportError(f"{out}: cannot prepare the artifacts folder ({exc.strerror or exc})") from exc
 
-    plans: list[GraphPlan] = plan_graphs(model)
     onnx_files: dict[str, Path] = {}
     program_files: dict[str, Path] = {}
+    activations = {}
     smallest = min_size(multiple)
     sample_h, sample_w = 2 * smallest, 3 * smallest
     bar = tqdm(plans, desc="export", unit="graph", disable=not options.progress)
@@ -160,6 +158,7 @@ def build_artifacts(
         export_onnx(plan, onnx_path, options.opset, sample, options.graph_passes)
         check_onnx(onnx_path, plan)
         onnx_files[plan.name] = onnx_path
+        activations[plan.name] = measure_activation_bytes(onnx_path, multiple, smallest, options.threads)
         if options.torch_programs:
             program_path = graphs_dir / f"{plan.name}.pt2"
             export_program(plan, program_path, multiple, sample)
@@ -179,6 +178,7 @@ def build_artifacts(
         parity,
         options.opset,
         graph_passes=options.graph_passes,
+        activations=activations,
     )
     size = options.pipeline_size or (2 * smallest + multiple + 1, 3 * smallest + 2 * multiple - 1)
     backends = ["onnxruntime", "torch"] if options.torch_programs else ["onnxruntime"]
@@ -186,7 +186,7 @@ def build_artifacts(
     manifest = dataclasses.replace(manifest, pipeline_checks=checks)
     save_manifest(manifest, out)
     written = load_manifest(out, verify=True)  # read back what we wrote, hashes included
-    _remove_stale(out, written)
+    remove_stale(out, owned, written)
     return written
 
 
@@ -201,6 +201,7 @@ def build_from_checkpoint(
     checkpoint: str | os.PathLike[str], out: Path, name: str, options: BuildOptions = BuildOptions()
 ) -> Manifest:
     check_opset(options.opset)  # before the (slow) checkpoint load
+    check_folder(Path(out), options.allow_non_empty)
     checkpoint = Path(checkpoint)
     model, ckpt = load_model(checkpoint)
     source = checkpoint_source(checkpoint, ckpt.phase, ckpt.step, ckpt.interim)

@@ -62,7 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         help="artifacts folder: the folder that will hold manifest.json and graphs/ "
-        "(default: artifacts/<name>/ in the repository)",
+        "(default: artifacts/<name>/ in the repository). A non-empty folder that is not an artifacts "
+        "folder of ours is refused (see --allow-non-empty); a rebuild removes only files our manifest listed",
+    )
+    p.add_argument(
+        "--allow-non-empty",
+        action="store_true",
+        help="write the artifacts into a non-empty folder that is not an artifacts folder of ours; its files "
+        "are kept and none is replaced (the build stops instead if one has a name the build writes)",
     )
     p.add_argument(
         "--opset",
@@ -189,6 +196,7 @@ def _prepare_onnx_artifacts(args: argparse.Namespace, out: Path) -> None:
         tolerance=args.tolerance,
         threads=args.threads,
         progress=not args.quiet,
+        allow_non_empty=args.allow_non_empty,
     )
     if args.checkpoint == DEFAULT_CHECKPOINT and not DEFAULT_CHECKPOINT.is_file():
         raise InputError(f"{DEFAULT_CHECKPOINT}: the shipped checkpoint is missing (pass --checkpoint PT)")

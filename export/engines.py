@@ -138,6 +138,8 @@ def plan_jobs(
         raise InputError("give sizes (static engines) or a profile (one dynamic engine per graph), not both")
     if batch < 1:
         raise InputError(f"batch must be >= 1, got {batch}")
+    if precision != "auto":
+        manifest.check_precision(precision, TARGET)  # names every graph that lacks it
     if profile is not None:
         low, opt, high = (_pad(manifest, s, "profile size") for s in profile)
         if not all(a <= b <= c for a, b, c in zip(low, opt, high, strict=True)):

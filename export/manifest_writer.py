@@ -13,6 +13,7 @@ from model.unfoldldm import UnfoldLDM
 from runtime.manifest import (
     FORMAT,
     SCHEMA_VERSION,
+    ActivationBytes,
     FileRef,
     Graph,
     Manifest,
@@ -61,6 +62,7 @@ def build_manifest(
     opset: int,
     pipeline_checks: tuple[PipelineCheck, ...] = (),
     graph_passes: bool = True,
+    activations: dict[str, ActivationBytes] | None = None,
 ) -> Manifest:
     config = model.config
     stages = []
@@ -77,6 +79,7 @@ def build_manifest(
             variants={"fp32": Variant("fp32", file_ref(root, onnx_files[p.name]))},
             torch_program=file_ref(root, program_files[p.name]) if p.name in program_files else None,
             parity=parity.get(p.name),
+            activation_bytes=(activations or {}).get(p.name),
         )
         for p in plans
     }

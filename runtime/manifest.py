@@ -25,7 +25,9 @@ fills it in. Schema version 1::
     graphs            per graph name: role, stages served, inputs and outputs (name, dtype,
                       symbolic shape), opset, precision variants (file, sha256, parent sha256,
                       nodes kept in higher precision, PSNR against FP32 and its input),
-                      torch.export program (file, sha256), parity record
+                      torch.export program (file, sha256), parity record, and the bytes of
+                      activations it holds at its peak as a polynomial in the input's height
+                      and width (per batch item), for the runtime's memory estimate
     pipeline_checks   end-to-end runs of the exported pipeline against PyTorch at export
     calibration       INT8 calibration record, or null
     engines           TensorRT engines built from these graphs, with their keys
@@ -122,6 +124,32 @@ class Parity:
 
 
 @dataclass(frozen=True)
+class ActivationBytes:
+    """Peak bytes of a graph's intermediate tensors for one batch item of an h x w input:
+    per_pixel*h*w + per_row_squared*h^2 + per_column_squared*w^2 + per_row*h + per_column*w
+    + constant. Measured at export from every tensor's real shape at several sizes; the squares
+    come from operators that mix whole rows or columns."""
+
+    per_pixel: float
+    per_row_squared: float
+    per_column_squared: float
+    per_row: float
+    per_column: float
+    constant: float
+
+    def at(self, height: int, width: int) -> int:
+        terms = (
+            self.per_pixel * height * width,
+            self.per_row_squared * height * height,
+            self.per_column_squared * width * width,
+            self.per_row * height,
+            self.per_column * width,
+            self.constant,
+        )
+        return int(sum(terms))
+
+
+@dataclass(frozen=True)
 class Graph:
     role: str
     stages: tuple[int, ...]  # 1-based stages this graph serves (several when weights are shared)
@@ -131,6 +159,7 @@ class Graph:
     variants: dict[str, Variant]  # keyed by precision; "fp32" always present
     torch_program: FileRef | None = None
     parity: Parity | None = None
+    activation_bytes: ActivationBytes | None = None  # None: exported before it was recorded
 
 
 @dataclass(frozen=True)
@@ -274,11 +303,18 @@ class Manifest:
 
         "auto" follows `auto_precision[target]` (fp32 where it names nothing). "int8" means the
         INT8 flavour this target prefers (auto's choice when it chose one, else the symmetric
-        `int8` graph) and falls back to fp32 for graphs that have no INT8 variant because they
-        missed the calibration accuracy gate. "fp32" and "fp16" are exact.
+        `int8` graph). "fp32" and "fp16" are exact. An explicit precision the graph lacks is a
+        ManifestError: nothing falls back quietly (auto is the request that mixes precisions).
         """
         if requested not in REQUESTED_PRECISIONS:
             raise ManifestError(f"unknown precision {requested!r} (use one of {', '.join(REQUESTED_PRECISIONS)})")
+        chosen = self._variant_for(graph, requested, target)
+        if chosen is None:
+            self.check_precision(requested, target, [graph])
+        assert chosen is not None
+        return chosen
+
+    def _variant_for(self, graph: str, requested: str, target: str) -> str | None:
         variants = self.graph(graph).variants
         planned = self.auto_precision.get(target, {}).get(graph, "fp32")
         if requested == "auto":
@@ -286,13 +322,30 @@ class Manifest:
         if requested == "int8":
             if planned.startswith("int8"):
                 return planned
-            return "int8" if "int8" in variants else "fp32"
-        if requested not in variants:
-            raise ManifestError(
-                f"{self.root / MANIFEST_NAME}: graph {graph!r} has no {requested} variant "
-                "(re-run export/build_engines.py to write it)"
-            )
-        return requested
+            return "int8" if "int8" in variants else None
+        return requested if requested in variants else None
+
+    def missing_variants(self, requested: str, target: str, graphs: list[str] | None = None) -> list[str]:
+        """The graphs (of `graphs`, default: those in use) that cannot run at `requested` on `target`."""
+        names = self.graphs_in_use() if graphs is None else graphs
+        return [g for g in names if self._variant_for(g, requested, target) is None]
+
+    def check_precision(self, requested: str, target: str, graphs: list[str] | None = None) -> None:
+        """ManifestError naming every graph (of `graphs`, default: those in use) that has no
+        variant for an explicit `requested` precision on `target`."""
+        missing = self.missing_variants(requested, target, graphs)
+        if not missing:
+            return
+        how = (
+            "calibrate them with calibration/calibrate.py, or use precision auto, which runs INT8 only where it "
+            "passed the accuracy gate"
+            if requested == "int8"
+            else "re-run export/build_engines.py to write them, or use precision auto"
+        )
+        raise ManifestError(
+            f"{self.root / MANIFEST_NAME}: precision {requested} was asked for, but there is no {requested} "
+            f"variant of {'graph' if len(missing) == 1 else 'graphs'} {', '.join(missing)} ({how})"
+        )
 
     def graph(self, name: str) -> Graph:
         if name not in self.graphs:
@@ -461,6 +514,10 @@ def _check_graph(name: str, graph: Graph, manifest: Manifest) -> None:
             raise ValueError(f"{sub}.parent_sha256", "must be the sha256 of the fp32 graph it was derived from")
     if graph.torch_program is not None:
         _check_ref(graph.torch_program, f"{where}.torch_program")
+    if graph.activation_bytes is not None:
+        for key, value in dataclasses.asdict(graph.activation_bytes).items():
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{where}.activation_bytes.{key}", f"must be a finite number >= 0, got {value}")
 
 
 def _check(manifest: Manifest) -> None:

@@ -11,6 +11,7 @@ and `_open`, never at module import time, so `runtime/` imports on a machine tha
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from runtime.errors import BackendUnavailable, InputError, ShapeError
 from runtime.manifest import BATCH, HEIGHT, REQUESTED_PRECISIONS, WIDTH, Manifest, TensorSpec
 
 DEVICES = ("cpu", "cuda")
+
+log = logging.getLogger(__name__)
 
 
 class Backend(ABC):
@@ -60,12 +63,16 @@ class Backend(ABC):
         """Check availability and open every graph the stage plan uses (idempotent)."""
         if not self.is_open:
             self.check_available(self.device)
+            if self.precision != "auto":
+                self.manifest.check_precision(self.precision, self.target)  # every missing graph at once
             try:
                 self._open(self.manifest.graphs_in_use())
             except BaseException:
                 self._close()  # release the graphs opened before the failure, then re-raise
                 raise
             self.is_open = True
+            plan = ", ".join(f"{g}={p}" for g, p in self.precision_plan().items())
+            log.info("precision %s on %s runs: %s", self.precision, self.target, plan)
         return self
 
     def close(self) -> None:
@@ -84,9 +91,19 @@ class Backend(ABC):
         """This backend's key in the manifest's `auto_precision` ("onnxruntime/cpu", ...)."""
         return f"{self.name}/{self.device}"
 
+    @property
+    def runs_synchronously(self) -> bool:
+        """Whether `run` returns only once the graph has finished (true on the CPU); progress is
+        reported per graph only then, so that reporting never waits on a device."""
+        return self.device == "cpu"
+
     def graph_precision(self, graph: str) -> str:
         """The precision variant of `graph` this backend runs (see Manifest.precision_for)."""
         return self.manifest.precision_for(graph, self.precision, self.target)
+
+    def precision_plan(self) -> dict[str, str]:
+        """Graph name -> the precision variant it runs, for every graph in use."""
+        return {g: self.graph_precision(g) for g in self.manifest.graphs_in_use()}
 
     def describe(self) -> str:
         used = sorted({self.graph_precision(g) for g in self.manifest.graphs_in_use()})

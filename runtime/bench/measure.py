@@ -72,11 +72,11 @@ def graph_precisions(manifest: Manifest, backend: str, device: str, requested: s
         prefix = requested  # int8 covers the int8-cpu flavour too
         if not any(v.startswith(prefix) for g in graphs for v in manifest.graph(g).variants):
             return f"the artifacts have no {requested} graphs (write them with the precision tools first)"
-    if requested == "fp16":
-        missing = [g for g in graphs if "fp16" not in manifest.graph(g).variants]
-        if missing:
-            return f"the artifacts have no fp16 variant of {', '.join(missing)}"
-    return {g: manifest.precision_for(g, requested, f"{backend}/{device}") for g in graphs}
+    target = f"{backend}/{device}"
+    missing = manifest.missing_variants(requested, target, graphs)
+    if missing:
+        return f"the artifacts have no {requested} variant of {', '.join(missing)}"
+    return {g: manifest.precision_for(g, requested, target) for g in graphs}
 
 
 def _skip(cell: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -75,8 +75,10 @@ def test_bad_options_are_input_errors(manifest: Manifest, kwargs: dict, message:
 
 
 def test_a_precision_the_artifacts_lack_is_a_manifest_error(manifest: Manifest) -> None:
-    with pytest.raises(ManifestError, match="has no fp16 variant"):
+    with pytest.raises(ManifestError, match="no fp16 variant of graphs stage1_gd, prior, stage1_prox"):
         plan_jobs(manifest, precision="fp16")
+    with pytest.raises(ManifestError, match="no int8 variant of graphs stage1_gd, prior, stage1_prox"):
+        plan_jobs(manifest, precision="int8")  # never a quiet fp32 engine instead
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
