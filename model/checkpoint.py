@@ -2,11 +2,18 @@
 
 A checkpoint is a plain dict of tensors, numbers and strings, so `torch.load(weights_only=True)`
 can read it without unpickling code. Writes are atomic (temporary file, then rename).
+
+A file that is not one says what it is not, in our words: torch's own message for a file its
+safe loader refuses advises turning the safe loader off, which must never reach a user who was
+handed a file that holds code.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +73,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{path}: checkpoint not found")
     if is_shipped_path(path):
         check_shipped_checkpoint(path)  # the default must be the very file we measured
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file; report, don't guess
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})".split("\n")[0]
-        ) from exc
+    payload = _load_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an UnfoldLDM-Edge checkpoint (missing format tag {FORMAT!r})")
     if payload.get("version") != VERSION:
@@ -96,6 +98,29 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if ckpt.ema is not None:
         check_state_dict(path, config, ckpt.ema)
     return ckpt
+
+
+# What torch.load raises for a damaged or foreign archive (besides the safe loader's refusal).
+_DAMAGED = (RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError, AttributeError, OSError)
+
+
+def _load_payload(path: Path) -> Any:
+    """torch.load(weights_only=True), with every failure a CheckpointError that says what the
+    file is not; torch's own text is never shown (see the module docstring)."""
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
+        raise CheckpointError(f"{path}: not a checkpoint of ours (not a PyTorch checkpoint file at all)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise for a refused file
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects other than tensors, numbers and strings (classes or "
+            "code that loading would run), so it is not a checkpoint of ours; checkpoints are only ever "
+            "read with the safe loader"
+        ) from exc
+    except (*_DAMAGED, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path}: not a checkpoint of ours (a damaged or foreign PyTorch file)") from exc
 
 
 def check_state_dict(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
