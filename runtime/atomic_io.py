@@ -2,16 +2,34 @@
 
 The rename is atomic on one file system, so a reader (or a later run) sees the old file or the
 whole new one, never half of it. Used for manifests, graphs, programs and restored images.
-Errors are plain `OSError`s; callers wrap them in the error type of their domain.
+Errors are plain `OSError`s; callers wrap them in the error type of their domain. The error a
+caller sees is always the write's own: removing the temporary file afterwards never raises
+(on a read-only file system even unlinking a file that was never made fails with EROFS).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file if it exists; a failure is logged, never raised, so that it
+    cannot hide the error that made the clean-up necessary."""
+    if not os.path.lexists(path):
+        return
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("could not remove the temporary file %s (%s)", path, exc.strerror or exc)
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -38,7 +56,7 @@ def atomic_target(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
             raise FileNotFoundError(f"the writer did not create {temporary}")
         os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        discard(temporary)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -15,13 +15,13 @@ restored image written back lines up pixel for pixel with its source.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from runtime.atomic_io import discard, temporary_sibling
 from runtime.errors import InputError
 
 # Extensions we both read and write. Lower case; matching is case-insensitive.
@@ -205,15 +205,24 @@ def _to_opencv_layout(image: Image) -> np.ndarray:
     return _quantize(colour, image.bit_depth)
 
 
-def _encode(path: Path, image: Image) -> bytes:
+def check_output_format(path: str | os.PathLike[str], bit_depth: int = 8, alpha: bool = False) -> None:
+    """InputError when `path`'s extension cannot hold an image of `bit_depth` (with `alpha`).
+
+    Cheap, so callers check every output before any slow work, not after it."""
+    path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
         raise InputError(f"{path}: unsupported extension {path.suffix!r} (use one of {', '.join(IMAGE_EXTENSIONS)})")
     # Refuse rather than silently lose data the caller asked to keep.
-    if image.bit_depth == 16 and ext not in _SIXTEEN_BIT_EXTENSIONS:
+    if bit_depth == 16 and ext not in _SIXTEEN_BIT_EXTENSIONS:
         raise InputError(f"{path}: {ext} cannot store 16-bit samples (use .png or .tiff)")
-    if image.alpha is not None and ext not in _ALPHA_EXTENSIONS:
+    if alpha and ext not in _ALPHA_EXTENSIONS:
         raise InputError(f"{path}: {ext} cannot store an alpha channel (use .png, .tiff or .webp)")
+
+
+def _encode(path: Path, image: Image) -> bytes:
+    ext = path.suffix.lower()
+    check_output_format(path, image.bit_depth, image.alpha is not None)
     params: list[int] = []
     if ext in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_WRITE_QUALITY]
@@ -226,6 +235,20 @@ def _encode(path: Path, image: Image) -> bytes:
     return buffer.tobytes()
 
 
+def check_output_folder(folder: str | os.PathLike[str]) -> None:
+    """InputError unless a file can be written in `folder`: a file is made and removed at once,
+    which answers for permissions, read-only file systems and the rest alike."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: the output folder does not exist")
+    probe = temporary_sibling(folder / "write-check")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot write in the output folder ({exc.strerror or exc})") from exc
+    discard(probe)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write to a unique temporary file in the target folder, then rename over the target.
 
@@ -235,7 +258,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise InputError(f"{path}: output folder {folder} does not exist")
-    temporary = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    temporary = temporary_sibling(path)
     try:
         # os.open with 0o666 keeps the usual umask-based permissions (mkstemp would give 0600).
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -245,10 +268,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
+        discard(temporary)
         raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        discard(temporary)
         raise
 
 

@@ -10,13 +10,23 @@ Padding to the model multiple (reflect, bottom and right) and cropping back happ
 outside the graphs. The sampler's starting noise is drawn once, on the host, by the rule the
 manifest records (`NOISE_RULE`), and broadcast over the batch.
 
-Tiling (`tile=N`) is stage-synchronous: every stage runs its gradient half tile by tile, the
-tiles are blended into a whole-frame v_k, the prior graph runs once on that whole frame (the
-prior is a global property of the image, so all tiles share it, exactly as in the whole-frame
-run), then the proximal half runs tile by tile and is blended into x_k. Each stage therefore
-starts from a seamless frame. What tiling still changes is what the graphs see inside a tile
-(the decomposed W X M operator and the channel attention are per tile, not per frame); the
+Tiling (`tile=N`, or `tile="auto"`: per frame size, tiles only when the manifest's memory
+estimate of the whole frame is over `max_memory`, see `runtime/memory_plan.py`) is
+stage-synchronous: every stage runs its gradient half tile by tile, the tiles are blended
+into a whole-frame v_k, the prior graph runs once on that whole frame (the prior is a global
+property of the image, so all tiles share it, exactly as in the whole-frame run), then the
+proximal half runs tile by tile and is blended into x_k. Each stage therefore starts from a
+seamless frame. What tiling still changes is what the graphs see inside a tile (the
+decomposed W X M operator and the channel attention are per tile, not per frame); the
 tests measure that cost on real photographs.
+
+Memory: each stage output replaces the one before as soon as the next graph has read it, so
+only the input, the current estimate and the running graph's tensors are alive at once.
+
+Progress: `restore(..., progress=callback)` calls `callback(done, total)` after each unit of
+work the host has already waited for: each tile (its output has been downloaded) and, on
+backends whose graphs run synchronously (the CPU), each graph. Nothing is synchronised for it,
+so on a GPU a whole frame reports only its end.
 
 Two speed-for-quality knobs, per call (issue 5; `runtime/tradeoffs.py` measures both):
 
@@ -33,7 +43,7 @@ Two speed-for-quality knobs, per call (issue 5; `runtime/tradeoffs.py` measures 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +52,7 @@ from runtime.backends.base import Backend
 from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
+from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, plan_tiles_for_budget
 from runtime.tiling import Blender, check_tiling, plan_tiles
 from runtime.video.reuse import PriorCache
 
@@ -49,6 +60,9 @@ NOISE_RULE = (
     "numpy.random.default_rng(noise_seed).standard_normal(noise_shape, dtype=numpy.float32), broadcast over the batch"
 )
 DEFAULT_TILE_OVERLAP = 32
+AUTO_TILE = "auto"
+# progress(done, total): units of work finished so far, out of total for this call.
+Progress = Callable[[int, int], None]
 
 
 def sampler_noise(manifest: Manifest) -> np.ndarray | None:
@@ -89,14 +103,29 @@ class Pipeline:
     """Restores frames with one opened backend; use `from_manifest` to build one."""
 
     def __init__(
-        self, manifest: Manifest, backend: Backend, tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP
+        self,
+        manifest: Manifest,
+        backend: Backend,
+        tile: int | str | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        max_memory: int = DEFAULT_MAX_MEMORY,
     ) -> None:
-        if tile:
+        """`tile`: None or 0 for whole frames, N for N x N tiles, "auto" for tiles only where a
+        whole frame's estimated memory is over `max_memory` bytes."""
+        if tile == AUTO_TILE:
+            if max_memory <= 0:
+                raise InputError(f"the memory budget must be positive, got {max_memory}")
+            check_tiling(max(tile_overlap + manifest.pad_multiple, manifest.min_size), tile_overlap,
+                         manifest.pad_multiple, manifest.min_size)  # fmt: skip
+        elif isinstance(tile, str):
+            raise InputError(f"tile must be a size, 0 or {AUTO_TILE!r}, got {tile!r}")
+        elif tile:
             check_tiling(tile, tile_overlap, manifest.pad_multiple, manifest.min_size)
         self.manifest = manifest
         self.backend = backend
         self.tile = tile or None
         self.tile_overlap = tile_overlap
+        self.max_memory = max_memory
         self._noise = sampler_noise(manifest)
         self._constants: dict[int, dict[str, Any]] = {}  # per batch size: uploaded noise, stage, zero z
 
@@ -108,9 +137,10 @@ class Pipeline:
         device: str | None = None,
         precision: str = "auto",
         threads: int | None = None,
-        tile: int | None = None,
+        tile: int | str | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         verify: bool = True,
+        max_memory: int = DEFAULT_MAX_MEMORY,
     ) -> Pipeline:
         """Read `<artifacts>/manifest.json` (checking every file's sha256 when `verify`) and
         open the first available backend among `backend` (a name, names in order of preference,
@@ -120,7 +150,7 @@ class Pipeline:
         names = [backend] if isinstance(backend, str) else backend
         opened = open_backend(manifest, candidate_order(names, device), precision, threads)
         try:
-            return cls(manifest, opened, tile, tile_overlap)
+            return cls(manifest, opened, tile, tile_overlap, max_memory)
         except BaseException:
             opened.close()
             raise
@@ -141,22 +171,40 @@ class Pipeline:
         """K, the number of unfolding stages; `stages=` takes 1..K."""
         return len(self.manifest.stages)
 
+    def tile_plan(self, height: int, width: int, batch: int = 1) -> TilePlan:
+        """How a frame of height x width (before padding) runs: whole or in tiles, with the
+        memory estimates behind an automatic choice."""
+        h, w = padded_size(height, width, self.manifest.pad_multiple, self.manifest.min_size)
+        if self.tile == AUTO_TILE:
+            return plan_tiles_for_budget(self.manifest, batch, h, w, self.max_memory, self.tile_overlap)
+        tile = self.tile if self.tile and (h > self.tile or w > self.tile) else None
+        return TilePlan(tile, None)
+
     def restore(
-        self, image: np.ndarray, stages: int | None = None, prior_cache: PriorCache | None = None
+        self,
+        image: np.ndarray,
+        stages: int | None = None,
+        prior_cache: PriorCache | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """Restore one float32 HxWx3 RGB frame in [0, 1]; returns the same shape, clipped to [0, 1].
 
         `stages`: run only the first `stages` of the K stages (1..K; None: all) and return x_stages.
-        `prior_cache`: reuse the priors of an earlier frame while the cache says they still hold."""
+        `prior_cache`: reuse the priors of an earlier frame while the cache says they still hold.
+        `progress`: called as progress(done, total) as the work goes (see the module docstring)."""
         if not isinstance(image, np.ndarray) or image.ndim != 3:
             raise ShapeError(f"expected an HxWx3 image, got {getattr(image, 'shape', type(image).__name__)}")
-        return self.restore_batch(image[None], stages, prior_cache)[0]
+        return self.restore_batch(image[None], stages, prior_cache, progress)[0]
 
     def restore_batch(
-        self, frames: np.ndarray, stages: int | None = None, prior_cache: PriorCache | None = None
+        self,
+        frames: np.ndarray,
+        stages: int | None = None,
+        prior_cache: PriorCache | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """Restore float32 NxHxWx3 RGB frames in [0, 1] (one size); returns NxHxWx3 in [0, 1].
-        `stages` and `prior_cache` as in `restore`."""
+        `stages`, `prior_cache` and `progress` as in `restore`."""
         if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3:
             raise ShapeError(f"expected NxHxWx3 frames, got {getattr(frames, 'shape', type(frames).__name__)}")
         if frames.dtype != np.float32:
@@ -167,12 +215,20 @@ class Pipeline:
         _, h, w, _ = frames.shape
         height, width = padded_size(h, w, self.manifest.pad_multiple, self.manifest.min_size)
         y = pad_nchw(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)), height, width)
-        out = self.run(y, len(plan), prior_cache)[:, :, :h, :w]
-        return np.clip(out.transpose(0, 2, 3, 1), 0.0, 1.0)
+        out = self.run(y, len(plan), prior_cache, progress)
+        del y  # the output below is one more frame: let the input go first
+        out = out[:, :, :h, :w].transpose(0, 2, 3, 1)
+        return np.clip(out, 0.0, 1.0, out=np.empty(out.shape, dtype=np.float32))
 
-    def run(self, y: np.ndarray, stages: int | None = None, prior_cache: PriorCache | None = None) -> np.ndarray:
+    def run(
+        self,
+        y: np.ndarray,
+        stages: int | None = None,
+        prior_cache: PriorCache | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
         """The model on padded input (N, 3, H, W), H and W valid graph sizes; unclipped output.
-        `stages` and `prior_cache` as in `restore`."""
+        `stages`, `prior_cache` and `progress` as in `restore`."""
         if y.ndim != 4 or y.shape[1] != 3:
             raise ShapeError(f"expected (N, 3, H, W), got {y.shape}")
         plan = self._stage_plan(stages)
@@ -182,16 +238,33 @@ class Pipeline:
         cached = None
         if prior_cache is not None:
             cached = prior_cache.lookup(y, [s.stage for s in plan if s.prior is not None])
-        if self.tile and (y.shape[2] > self.tile or y.shape[3] > self.tile):
-            return self._run_tiled(y, plan, cached, prior_cache)
+        if self.tile == AUTO_TILE:
+            tile = plan_tiles_for_budget(
+                self.manifest, y.shape[0], y.shape[2], y.shape[3], self.max_memory, self.tile_overlap
+            ).tile
+        else:
+            tile = self.tile if self.tile and (y.shape[2] > self.tile or y.shape[3] > self.tile) else None
+        if tile is not None:
+            return self._run_tiled(y, plan, cached, prior_cache, tile, progress)
         b = self.backend
+        # Per-graph progress only where run() returns after the work is done: never a device sync.
+        report = progress if b.runs_synchronously else None
+        total, done = 3 * len(plan), 0
         y_dev = b.upload(y)
         x = y_dev
         for stage in plan:
             v = b.run(stage.gradient, {"x": x, "y": y_dev})["v"]
+            del x  # the previous estimate is read; free it before the next graphs run
             z = self._stage_prior(stage, v, y.shape[0], cached, prior_cache)
             x = b.run(stage.proximal, {"v": v, "z": z})["x"]
-        return b.download(x)
+            del v, z
+            done += 3
+            if report is not None:
+                report(done, total)
+        out = b.download(x)
+        if progress is not None and report is None:
+            progress(total, total)
+        return out
 
     # ------------------------------------------------------------------ internals
 
@@ -251,24 +324,42 @@ class Pipeline:
         plan: tuple[Stage, ...],
         cached: dict[int, np.ndarray] | None,
         prior_cache: PriorCache | None,
+        tile: int,
+        progress: Progress | None,
     ) -> np.ndarray:
-        """Stage-synchronous tiling: tiles for the two halves, the prior on the whole frame."""
-        assert self.tile is not None
+        """Stage-synchronous tiling: tiles for the two halves, the prior on the whole frame.
+
+        Progress counts tiles (downloaded, so finished) and each stage's prior."""
         b = self.backend
         n, c, h, w = y.shape
-        tiles = plan_tiles(h, w, self.tile, self.tile_overlap, self.manifest.pad_multiple)
+        tiles = plan_tiles(h, w, tile, self.tile_overlap, self.manifest.pad_multiple)
+        total, done = len(plan) * (2 * len(tiles) + 1), 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
         x = y
         for stage in plan:
             blend = Blender(n, c, h, w, self.tile_overlap)
             for t in tiles:
                 feeds = {"x": b.upload(x[:, :, t.rows, t.cols]), "y": b.upload(y[:, :, t.rows, t.cols])}
                 blend.add(t, b.download(b.run(stage.gradient, feeds)["v"]))
+                step()
+            del x  # read by every tile; the next estimate comes from the proximal tiles
             v = blend.result()
+            del blend
             # A cache hit skips the prior graph, so the whole-frame v need not be uploaded.
             z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, prior_cache)
+            step()
             blend = Blender(n, c, h, w, self.tile_overlap)
             for t in tiles:
                 feeds = {"v": b.upload(v[:, :, t.rows, t.cols]), "z": z}
                 blend.add(t, b.download(b.run(stage.proximal, feeds)["x"]))
+                step()
+            del v, z
             x = blend.result()
+            del blend
         return x

@@ -11,7 +11,14 @@ folder to write it into under the same name). With a folder, OUTPUT is a folder 
 only the restored images, under the same file names. 8- and 16-bit, grey, RGB and RGBA
 images are kept as they came: same bit depth and channels, alpha passed through untouched.
 Files that cannot be restored are listed, one line each; the others are still restored, and
-the exit status is 1. Every output is written whole or not at all.
+the exit status is 1. Every output is written whole or not at all. Outputs that already exist
+are refused unless --overwrite, and every output path, its format and its folder are checked
+before the first image is restored.
+
+Memory: by default (--tile auto) a frame whose estimated peak memory (from the manifest's
+per-graph activation sizes) is over --max-memory is restored in the largest tiles that fit,
+and one line says so. A frame that takes more than a few seconds shows its progress per
+graph or per tile; a single image ends with one line saying what was written.
 
 Videos: INPUT is a video file, a camera index (0, 1, ...), an RTSP/HTTP URL, a GStreamer
 pipeline (text with "!"), a numbered or glob pattern of images (frames/%06d.png, "frames/*.png"),
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import traceback
 from contextlib import ExitStack
 from pathlib import Path
@@ -38,9 +46,16 @@ from tqdm import tqdm
 
 from runtime.backends.select import BACKEND_NAMES
 from runtime.errors import InferenceError, InputError, ManifestError, ShapeError, UnfoldError, report_error
-from runtime.image_io import Image, list_images, read_image, write_image
+from runtime.image_io import (
+    Image,
+    check_output_format,
+    read_image,
+    write_image,
+)
+from runtime.image_jobs import image_jobs, make_output_folder
 from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS, load_manifest
-from runtime.pipeline import DEFAULT_TILE_OVERLAP, Pipeline
+from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, describe_plan, format_bytes, parse_size
+from runtime.pipeline import AUTO_TILE, DEFAULT_TILE_OVERLAP, Pipeline
 from runtime.shipped import SHIPPED_SHA256
 from runtime.video.loop import INTERRUPTED, SOURCE_LOST, VideoSummary, run_video
 from runtime.video.restore_video import (
@@ -59,6 +74,8 @@ DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
 IMAGE_ERRORS = (InputError, ShapeError, InferenceError)
 # Exit status after Ctrl-C, as shells report a process ended by SIGINT.
 EXIT_INTERRUPTED = 130
+# A frame's progress bar appears only once it has run this long: quick frames stay silent.
+PROGRESS_DELAY_S = 3.0
 
 
 def _shown(path: Path) -> str:
@@ -74,6 +91,25 @@ def _backends(text: str) -> list[str]:
             f"choose from {', '.join(BACKEND_NAMES)} (comma-separated for a fallback order)"
         )
     return names
+
+
+def _tile(text: str) -> int | str:
+    if text.strip().lower() == AUTO_TILE:
+        return AUTO_TILE
+    try:
+        size = int(text)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"use auto, 0 (whole frames) or a tile size in pixels, got {text!r}")
+    return size
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,12 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tile",
-        type=int,
-        default=0,
-        metavar="N",
-        help="restore frames larger than N x N in overlapping N x N tiles (N a multiple of the model's "
-        "pad multiple); the prior is still computed once per stage on the whole frame and shared by the "
-        "tiles; lowers peak memory at a small cost in quality (default: 0, whole frames)",
+        type=_tile,
+        default=AUTO_TILE,
+        metavar="auto|0|N",
+        help="auto: a frame runs whole when its estimated peak memory (from the manifest) fits --max-memory, else "
+        "in the largest N x N tiles that fit, and one line says so; 0: always whole frames; N: frames larger than "
+        "N x N in overlapping N x N tiles (N a multiple of the model's pad multiple). The prior is still computed "
+        "once per stage on the whole frame and shared by the tiles; tiles cost a little quality (default: auto)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=_memory,
+        default=DEFAULT_MAX_MEMORY,
+        metavar="SIZE",
+        help="memory budget of one frame for --tile auto, e.g. 2GiB, 1500MB; the process's own libraries and "
+        "weights (a few hundred MB) come on top. A fixed default, so the same input always gives the same "
+        f"output whatever memory is free (default: {format_bytes(DEFAULT_MAX_MEMORY).replace(' ', '')})",
     )
     p.add_argument(
         "--tile-overlap",
@@ -135,13 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=REQUESTED_PRECISIONS,
         default="auto",
-        help="graph precision: auto follows the manifest's plan for the backend (fp32 where it has none); "
-        "int8 falls back to fp32 for graphs without an INT8 variant (default: auto)",
+        help="graph precision: auto follows the manifest's plan for the backend (fp32 where it has none; -v "
+        "shows the plan); fp32, fp16 and int8 are an error naming the graphs that lack them (default: auto)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs that already exist (default: refuse, naming the file, before anything runs)",
     )
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the backend (default: one per core)")
     _add_video_arguments(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and which backend was chosen")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars, no tiling line and no summary or result line"
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show tracebacks, which backend was chosen and the precision each graph runs",
+    )
     return p
 
 
@@ -227,30 +285,39 @@ def _video_flags(args: argparse.Namespace) -> list[str]:
     return [flag for flag, on in given.items() if on]
 
 
-def _restore_file(pipeline: Pipeline, source: Path, target: Path) -> None:
+class _FrameProgress:
+    """progress(done, total) for one frame: a bar that shows only once the frame has run for
+    PROGRESS_DELAY_S (quick frames stay silent)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.bar = tqdm(desc=label, unit="step", delay=PROGRESS_DELAY_S, leave=False, disable=not enabled)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.refresh()  # the last step shows even inside tqdm's minimum redraw interval
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _restore_file(pipeline: Pipeline, source: Path, target: Path, args: argparse.Namespace, said: set) -> TilePlan:
+    """Read, check the output can hold it, restore and write one image; the plan it ran with."""
     image = read_image(source)
-    restored = pipeline.restore(image.rgb)
+    check_output_format(target, image.bit_depth, image.alpha is not None)
+    plan = pipeline.tile_plan(image.height, image.width)
+    line = describe_plan(plan, image.width, image.height, args.max_memory)
+    if line and not args.quiet and (image.width, image.height) not in said:
+        said.add((image.width, image.height))  # once per size in a folder, not per image
+        tqdm.write(f"{source.name}: {line}", file=sys.stderr)
+    progress = _FrameProgress(source.name, not args.quiet)
+    try:
+        restored = pipeline.restore(image.rgb, progress=progress)
+    finally:
+        progress.close()
     write_image(target, Image(rgb=restored, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey))
-
-
-def _jobs(source: Path, output: Path) -> list[tuple[Path, Path]]:
-    """(input file, output file) pairs; InputError for an unusable INPUT or OUTPUT."""
-    if not source.exists():
-        raise InputError(f"{source}: no such file or folder")
-    if source.is_dir():
-        if output.exists() and not output.is_dir():
-            raise InputError(f"{output}: INPUT is a folder, so OUTPUT must be a folder, not a file")
-        if output.resolve() == source.resolve():
-            raise InputError(f"{output}: the output folder is the input folder; choose another so originals are kept")
-        images = list_images(source)
-        if not images:
-            raise InputError(f"{source}: no images in this folder")
-        return [(path, output / path.name) for path in images]
-    if output.is_dir():
-        output = output / source.name
-    if output.resolve() == source.resolve():
-        raise InputError(f"{output}: the output is the input file; choose another path so the original is kept")
-    return [(source, output)]
+    return plan
 
 
 def _open_pipeline(args: argparse.Namespace) -> Pipeline:
@@ -270,7 +337,7 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
                 f"{DEFAULT_ARTIFACTS}: exported from {source.checkpoint} (sha256 {source.sha256[:12]}...), "
                 "not from the shipped model; run `python export/build_engines.py` to re-export it"
             )
-    return Pipeline.from_manifest(
+    pipeline = Pipeline.from_manifest(
         args.artifacts,
         backend=args.backend,
         device=args.device,
@@ -278,7 +345,16 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
         threads=args.threads,
         tile=args.tile or None,
         tile_overlap=args.tile_overlap,
+        max_memory=args.max_memory,
     )
+    graphs = pipeline.manifest.graphs.values()
+    if args.tile == AUTO_TILE and not args.quiet and any(g.activation_bytes is None for g in graphs):
+        print(
+            f"note: {args.artifacts} records no activation sizes (exported by an older version), so --tile auto "
+            "restores whole frames; re-export with export/build_engines.py, or pass --tile N",
+            file=sys.stderr,
+        )
+    return pipeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,30 +379,35 @@ def main(argv: list[str] | None = None) -> int:
 def _main_images(args: argparse.Namespace) -> int:
     source_path = Path(args.input)
     try:
-        jobs = _jobs(source_path, args.output)
+        jobs = image_jobs(source_path, args.output, args.overwrite)
         pipeline = _open_pipeline(args)
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
 
     failed: list[str] = []
     folder = source_path.is_dir()
+    said: set[tuple[int, int]] = set()
     with pipeline:
         if folder:
             try:
-                args.output.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                print(f"error: {args.output}: cannot create the output folder ({exc.strerror or exc})", file=sys.stderr)
-                return 1
+                make_output_folder(args.output)
+            except InputError as exc:
+                return report_error(exc, args.verbose)
         bar = tqdm(jobs, desc="restore", unit="image", disable=args.quiet or len(jobs) == 1)
         for source, target in bar:
+            start = time.perf_counter()
             try:
-                _restore_file(pipeline, source, target)
+                plan = _restore_file(pipeline, source, target, args, said)
             except IMAGE_ERRORS as exc:
                 if args.verbose:
                     traceback.print_exc()
-                message = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
+                message = str(exc) if str(source) in str(exc) or str(target) in str(exc) else f"{source}: {exc}"
                 failed.append(message)
                 tqdm.write(f"error: {message}", file=sys.stderr)
+                continue
+            if not folder and not args.quiet:
+                how = f"in {plan.tile}x{plan.tile} tiles" if plan.tile else "whole"
+                print(f"restored {source} -> {target} ({how}, {time.perf_counter() - start:.1f} s)", file=sys.stderr)
     if not args.quiet and folder:
         print(f"restored {len(jobs) - len(failed)} of {len(jobs)} images into {args.output}", file=sys.stderr)
     if failed:
@@ -366,7 +447,12 @@ def _main_video(args: argparse.Namespace) -> int:
                 if args.prior_reuse is not None:
                     cache = make_prior_cache(args.prior_reuse, args.scene_threshold)
                 restorer = FrameRestorer(pipeline, depth=depth, prior_cache=cache)
-                sinks = make_sinks(args.output, source, args.input, args.side_by_side, args.preview)
+                sinks = make_sinks(
+                    args.output, source, args.input, args.side_by_side, args.preview, overwrite=args.overwrite
+                )
+                line = describe_plan(pipeline.tile_plan(source.size[1], source.size[0]), *source.size, args.max_memory)
+                if line and not args.quiet:
+                    print(f"{args.input}: {line}", file=sys.stderr)
                 on_error.pop_all()
         except UnfoldError as exc:
             return report_error(exc, args.verbose)

@@ -96,6 +96,9 @@ class Blender:
         self.weight[tile.rows, tile.cols] += mask
 
     def result(self) -> np.ndarray:
+        """The blended frame, normalised in place (no second frame-sized array); the blender is
+        spent afterwards."""
         if not np.all(self.weight > 0):
             raise AssertionError("tiles do not cover the frame")  # a planning bug, never user input
-        return self.total / self.weight
+        np.divide(self.total, self.weight, out=self.total)
+        return self.total

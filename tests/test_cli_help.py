@@ -26,6 +26,7 @@ FLAGS = {
         "--frames", "--heldout-frames", "--calibration-size", "--degrade", "--method", "--gate-db",
         "--graph-screen-db", "--max-gt-loss-db", "--no-cpu-flavour", "--precision", "--sizes", "--profile",
         "--timing-cache", "--workspace-mb", "--dla-core", "--no-gpu-fallback", "--weak-fp16", "--force",
+        "--allow-non-empty",
     ],
     "calibration/calibrate.py": [
         "--artifacts", "--source", "--heldout", "--frames", "--heldout-frames", "--calibration-size", "--degrade",
@@ -34,7 +35,7 @@ FLAGS = {
     "runtime/restore.py": [
         "INPUT", "--output", "--artifacts", "--backend", "--device", "--tile", "--tile-overlap", "--threads",
         "--precision", "--realtime", "--queue-size", "--side-by-side", "--preview", "--fps", "--adaptive-depth",
-        "--budget-ms", "--prior-reuse", "--scene-threshold", "--simulate-slowdown-ms",
+        "--budget-ms", "--prior-reuse", "--scene-threshold", "--simulate-slowdown-ms", "--max-memory", "--overwrite",
     ],
     "runtime/video_throughput.py": [
         "--artifacts", "--clip", "--size", "--frames", "--container", "--backend", "--precision", "--threads",

@@ -5,6 +5,11 @@ onnxruntime-gpu package), tensors are OrtValues on the GPU and every graph runs 
 binding, so stage outputs stay on the device from one graph to the next. IO binding can also be
 forced on the CPU (`io_binding=True`), which is how the code path is tested without a GPU.
 
+On the CPU every session of the process allocates from one shared arena (ONNX Runtime's
+environment allocator). By default each session grows an arena of its own and keeps it, so a
+whole frame held the peak of every graph at once (seven arenas for three stages); shared, the
+process holds the peak of the largest graph only.
+
 ONNX Runtime falls back to the CPU silently when a requested provider fails to load; this
 backend checks the providers the session really got and raises BackendUnavailable instead.
 """
@@ -41,6 +46,19 @@ def _ort_errors() -> tuple[type[Exception], ...]:
         "EPFail",
     )
     return tuple(getattr(state, n) for n in names if hasattr(state, n))
+
+
+_shared_cpu_arena = False
+
+
+def _share_cpu_arena(ort: Any) -> None:
+    """Register the process-wide CPU arena that sessions opt into (once per process)."""
+    global _shared_cpu_arena
+    if _shared_cpu_arena:
+        return
+    memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(memory, ort.OrtArenaCfg({"arena_extend_strategy": 0}))  # 0: power of two
+    _shared_cpu_arena = True
 
 
 def _first_line(exc: BaseException) -> str:
@@ -103,6 +121,9 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = self.threads or 0  # 0: one thread per physical core
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
+        if self.device == "cpu":
+            _share_cpu_arena(ort)
+            options.add_session_config_entry("session.use_env_allocators", "1")
         wanted = [p if isinstance(p, str) else p[0] for p in self._providers()]
         for graph in graphs:
             path = self.manifest.graph_file(graph, self.graph_precision(graph))

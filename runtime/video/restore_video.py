@@ -63,12 +63,18 @@ def _same_path(a: Path, b: Path) -> bool:
 
 
 def make_sinks(
-    output: Path | None, source: FrameSource, input_spec: str, side_by_side: bool, preview: bool
+    output: Path | None,
+    source: FrameSource,
+    input_spec: str,
+    side_by_side: bool,
+    preview: bool,
+    overwrite: bool = False,
 ) -> list[FrameSink]:
     """The sinks for OUTPUT: a video file (by extension, at the source's frame rate), a folder
     of `SEQUENCE_PATTERN` images, or `folder/%06d.png`-style pattern; plus the preview window.
 
-    Raises `InputError` for an OUTPUT that cannot be used; nothing is left open then.
+    Raises `InputError` for an OUTPUT that cannot be used, or that exists (a video file, or
+    frames the pattern names) unless `overwrite`; nothing is left open then.
     """
     size = SideBySide.output_size(source.size) if side_by_side else source.size
     sinks: list[FrameSink] = []
@@ -77,26 +83,25 @@ def make_sinks(
             input_path = Path(input_spec)
             if input_path.exists() and _same_path(output, input_path):
                 raise InputError(f"{output}: the output is the input; choose another path so the original is kept")
+            sequence = None
             if output.is_dir() or not output.suffix:
-                sinks.append(ImageSequenceSink(output, SEQUENCE_PATTERN))
+                sequence = (output, SEQUENCE_PATTERN)
             elif _PRINTF.search(output.name):
-                sinks.append(ImageSequenceSink(output.parent, output.name))
+                sequence = (output.parent, output.name)
             elif output.suffix.lower() in IMAGE_EXTENSIONS:
                 raise InputError(
                     f"{output}: a video is restored into a video file ({', '.join(FOURCC_BY_EXTENSION)}), "
                     f"a folder, or a numbered pattern such as frames/{SEQUENCE_PATTERN}; not one image"
                 )
+            if sequence is None:
+                sinks.append(VideoFileSink(output, source.fps, size, overwrite=overwrite))
             else:
-                sinks.append(VideoFileSink(output, source.fps, size))
-            written = sinks[-1]
-            if (
-                isinstance(written, ImageSequenceSink)
-                and input_path.is_dir()
-                and _same_path(written.folder, input_path)
-            ):
-                raise InputError(
-                    f"{output}: the output folder is the input folder; choose another so originals are kept"
-                )
+                folder, pattern = sequence
+                if input_path.is_dir() and _same_path(folder, input_path):
+                    raise InputError(
+                        f"{output}: the output folder is the input folder; choose another so originals are kept"
+                    )
+                sinks.append(ImageSequenceSink(folder, pattern, overwrite=overwrite))
         if preview:
             sinks.append(PreviewSink())
     except BaseException:

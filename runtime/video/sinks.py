@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -24,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.atomic_io import temporary_sibling
+from runtime.atomic_io import discard, temporary_sibling
 from runtime.errors import InputError, ShapeError
-from runtime.image_io import IMAGE_EXTENSIONS, Image, write_image
+from runtime.image_io import IMAGE_EXTENSIONS, Image, check_output_folder, write_image
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ class VideoFileSink(FrameSink):
 
     The codec follows the extension (`FOURCC_BY_EXTENSION`) unless `fourcc` is given. Raises
     `InputError` at construction for an unknown extension, a missing folder or a writer that
-    cannot be opened (codec not in this OpenCV build). When no frame was written, `close()`
-    leaves no file (a video with no frames is not playable) and logs a warning.
+    cannot be opened (codec not in this OpenCV build), and for an existing file unless
+    `overwrite`. When no frame was written, `close()` leaves no file (a video with no frames is
+    not playable) and logs a warning.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class VideoFileSink(FrameSink):
         fps: float,
         size: tuple[int, int],
         fourcc: str | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
         extension = self.path.suffix.lower()
@@ -115,6 +118,8 @@ class VideoFileSink(FrameSink):
             raise InputError(f"{self.path}: output folder {self.path.parent} does not exist")
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a folder, not a video file name")
+        if not overwrite and (self.path.exists() or self.path.is_symlink()):
+            raise InputError(f"{self.path}: already exists; pass --overwrite to replace it")
         self.fps = float(fps)
         self.size = (int(width), int(height))
         self.fourcc = fourcc
@@ -130,7 +135,7 @@ class VideoFileSink(FrameSink):
         if not self._writer.isOpened():
             self._writer.release()
             self._writer = None
-            self._temporary.unlink(missing_ok=True)
+            discard(self._temporary)
             raise InputError(
                 f"{self.path}: cannot open a video writer ({fourcc} in {extension or 'no container'}; "
                 "is the folder writable and the codec in this OpenCV build?)"
@@ -156,7 +161,7 @@ class VideoFileSink(FrameSink):
         except OSError as exc:
             raise InputError(f"{self.path}: cannot be written ({exc.strerror or exc})") from exc
         finally:
-            self._temporary.unlink(missing_ok=True)
+            discard(self._temporary)
 
     def __repr__(self) -> str:
         return f"VideoFileSink({str(self.path)!r}, fps={self.fps:.3g}, size={self.size}, fourcc={self.fourcc!r})"
@@ -166,10 +171,13 @@ class ImageSequenceSink(FrameSink):
     """One image per frame in `folder` (made if missing), named `pattern % n` from `start`.
 
     `pattern` is a file name with one printf integer, e.g. "%06d.png"; the extension picks the
-    format (8-bit). Each image is written atomically.
+    format (8-bit). Each image is written atomically. A folder that already holds files the
+    pattern could name is refused unless `overwrite` (the run's length is not known up front).
     """
 
-    def __init__(self, folder: str | os.PathLike[str], pattern: str = "%06d.png", start: int = 1) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], pattern: str = "%06d.png", start: int = 1, overwrite: bool = False
+    ) -> None:
         self.folder = Path(folder)
         if Path(pattern).name != pattern:
             raise InputError(f"{pattern}: the pattern is a file name, without folders")
@@ -181,10 +189,16 @@ class ImageSequenceSink(FrameSink):
             raise InputError(f"{pattern}: needs exactly one %d-style number (e.g. %06d.png)")
         if Path(first).suffix.lower() not in IMAGE_EXTENSIONS:
             raise InputError(f"{pattern}: unsupported image extension (use one of {', '.join(IMAGE_EXTENSIONS)})")
+        if not overwrite:
+            taken = existing_frames(self.folder, pattern)
+            if taken:
+                more = f" (and {len(taken) - 1} more frames)" if len(taken) > 1 else ""
+                raise InputError(f"{taken[0]}: already exists{more}; pass --overwrite to replace")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"{self.folder}: cannot make the output folder ({exc.strerror or exc})") from exc
+        check_output_folder(self.folder)  # before the first frame is restored, not at its write
         self.pattern = pattern
         self.next_number = start
         self.frames_written = 0
@@ -199,6 +213,15 @@ class ImageSequenceSink(FrameSink):
 
     def close(self) -> None:
         """Nothing to finish: every image is complete once written."""
+
+
+def existing_frames(folder: Path, pattern: str) -> list[Path]:
+    """Files in `folder` whose names `pattern` (one printf integer) could produce, sorted."""
+    if not folder.is_dir():
+        return []
+    head, _, tail = re.split(r"(%0?\d*d)", pattern, maxsplit=1)
+    name = re.compile(re.escape(head) + r"\d+" + re.escape(tail))
+    return sorted(p for p in folder.iterdir() if name.fullmatch(p.name))
 
 
 class PreviewSink(FrameSink):
