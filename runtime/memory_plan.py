@@ -27,8 +27,11 @@ FRAME_BYTES_PER_PIXEL = 3 * 4
 # padded NCHW input y, and the graph's image input (x or v); the graph's output is counted
 # in its activations. Restoring and writing the output afterwards holds about as many.
 WHOLE_FRAME_COPIES = 3
-# Tiled: input, y, x or v, and a blend accumulator with its weights (a third of a frame).
-TILED_FRAME_COPIES = 4 + 1 / 3
+# Tiled, tiles are cut from the caller's input (no y): the input and v while the whole-frame
+# prior runs; the input, x or v, and a blend accumulator with its weights (a third of a
+# frame) while tiles run.
+PRIOR_FRAME_COPIES = 2
+TILED_FRAME_COPIES = 3 + 1 / 3
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def tiled_bytes(manifest: Manifest, batch: int, height: int, width: int, tile: i
     if per_tile is None or prior is None:
         return None
     frame = FRAME_BYTES_PER_PIXEL * height * width
-    return batch * int(max(prior + WHOLE_FRAME_COPIES * frame, per_tile + TILED_FRAME_COPIES * frame))
+    return batch * int(max(prior + PRIOR_FRAME_COPIES * frame, per_tile + TILED_FRAME_COPIES * frame))
 
 
 def candidate_tiles(manifest: Manifest, overlap: int) -> list[int]:

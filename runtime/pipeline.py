@@ -53,7 +53,7 @@ from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
 from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, plan_tiles_for_budget
-from runtime.tiling import Blender, check_tiling, plan_tiles
+from runtime.tiling import Blender, Tile, check_tiling, plan_tiles
 from runtime.video.reuse import PriorCache
 
 NOISE_RULE = (
@@ -212,11 +212,19 @@ class Pipeline:
         if frames.shape[0] < 1:
             raise ShapeError("empty batch")
         plan = self._stage_plan(stages)  # before any work, so a bad count fails fast
-        _, h, w, _ = frames.shape
+        n, h, w, _ = frames.shape
         height, width = padded_size(h, w, self.manifest.pad_multiple, self.manifest.min_size)
-        y = pad_nchw(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)), height, width)
-        out = self.run(y, len(plan), prior_cache, progress)
-        del y  # the output below is one more frame: let the input go first
+        tile = self._tile_for(n, height, width)
+        if tile is not None and prior_cache is None:
+            # Tiles are cut from the caller's frames, padding included: no frame-sized NCHW copy.
+            def y_tile(t: Tile) -> np.ndarray:
+                return _hwc_tile(frames, t, height, width)
+
+            out = self._run_tiled(y_tile, (n, 3, height, width), plan, None, None, tile, progress)
+        else:
+            y = pad_nchw(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)), height, width)
+            out = self.run(y, len(plan), prior_cache, progress)
+            del y  # the output below is one more frame: let the input go first
         out = out[:, :, :h, :w].transpose(0, 2, 3, 1)
         return np.clip(out, 0.0, 1.0, out=np.empty(out.shape, dtype=np.float32))
 
@@ -238,14 +246,13 @@ class Pipeline:
         cached = None
         if prior_cache is not None:
             cached = prior_cache.lookup(y, [s.stage for s in plan if s.prior is not None])
-        if self.tile == AUTO_TILE:
-            tile = plan_tiles_for_budget(
-                self.manifest, y.shape[0], y.shape[2], y.shape[3], self.max_memory, self.tile_overlap
-            ).tile
-        else:
-            tile = self.tile if self.tile and (y.shape[2] > self.tile or y.shape[3] > self.tile) else None
+        tile = self._tile_for(y.shape[0], y.shape[2], y.shape[3])
         if tile is not None:
-            return self._run_tiled(y, plan, cached, prior_cache, tile, progress)
+
+            def y_tile(t: Tile) -> np.ndarray:
+                return y[:, :, t.rows, t.cols]
+
+            return self._run_tiled(y_tile, y.shape, plan, cached, prior_cache, tile, progress)
         b = self.backend
         # Per-graph progress only where run() returns after the work is done: never a device sync.
         report = progress if b.runs_synchronously else None
@@ -278,6 +285,12 @@ class Pipeline:
         if not 1 <= stages <= count:
             raise InputError(f"stages must be between 1 and {count} (this model has {count} stages), got {stages}")
         return self.manifest.stages[: int(stages)]
+
+    def _tile_for(self, batch: int, height: int, width: int) -> int | None:
+        """The tile size for a padded batch of this size, None for whole frames."""
+        if self.tile == AUTO_TILE:
+            return plan_tiles_for_budget(self.manifest, batch, height, width, self.max_memory, self.tile_overlap).tile
+        return self.tile if self.tile and (height > self.tile or width > self.tile) else None
 
     def _batch_constants(self, batch: int) -> dict[str, Any]:
         """Noise, stage indices and the zero prior for a batch size, uploaded once and reused."""
@@ -320,7 +333,8 @@ class Pipeline:
 
     def _run_tiled(
         self,
-        y: np.ndarray,
+        y_tile: Callable[[Tile], np.ndarray],
+        shape: tuple[int, ...],
         plan: tuple[Stage, ...],
         cached: dict[int, np.ndarray] | None,
         prior_cache: PriorCache | None,
@@ -329,9 +343,12 @@ class Pipeline:
     ) -> np.ndarray:
         """Stage-synchronous tiling: tiles for the two halves, the prior on the whole frame.
 
+        `y_tile(t)` is the padded input's tile t (N, 3, h, w). Every graph call hands its working
+        memory back when it ends (`Backend.returning_memory`): the whole-frame prior needs far
+        more than a tile, and a pool kept at that size would stay beside the whole-frame arrays.
         Progress counts tiles (downloaded, so finished) and each stage's prior."""
         b = self.backend
-        n, c, h, w = y.shape
+        n, c, h, w = shape
         tiles = plan_tiles(h, w, tile, self.tile_overlap, self.manifest.pad_multiple)
         total, done = len(plan) * (2 * len(tiles) + 1), 0
 
@@ -341,25 +358,45 @@ class Pipeline:
             if progress is not None:
                 progress(done, total)
 
-        x = y
-        for stage in plan:
-            blend = Blender(n, c, h, w, self.tile_overlap)
-            for t in tiles:
-                feeds = {"x": b.upload(x[:, :, t.rows, t.cols]), "y": b.upload(y[:, :, t.rows, t.cols])}
-                blend.add(t, b.download(b.run(stage.gradient, feeds)["v"]))
+        x: np.ndarray | None = None  # None: stage 1 starts from y
+        with b.returning_memory():
+            for stage in plan:
+                blend = Blender(n, c, h, w, self.tile_overlap)
+                for t in tiles:
+                    y_t = y_tile(t)
+                    x_t = y_t if x is None else x[:, :, t.rows, t.cols]
+                    blend.add(t, b.download(b.run(stage.gradient, {"x": b.upload(x_t), "y": b.upload(y_t)})["v"]))
+                    step()
+                x = None  # read by every tile; the next estimate comes from the proximal tiles
+                v = blend.result()
+                del blend
+                # A cache hit skips the prior graph, so the whole-frame v need not be uploaded.
+                z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, prior_cache)
                 step()
-            del x  # read by every tile; the next estimate comes from the proximal tiles
-            v = blend.result()
-            del blend
-            # A cache hit skips the prior graph, so the whole-frame v need not be uploaded.
-            z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, prior_cache)
-            step()
-            blend = Blender(n, c, h, w, self.tile_overlap)
-            for t in tiles:
-                feeds = {"v": b.upload(v[:, :, t.rows, t.cols]), "z": z}
-                blend.add(t, b.download(b.run(stage.proximal, feeds)["x"]))
-                step()
-            del v, z
-            x = blend.result()
-            del blend
+                blend = Blender(n, c, h, w, self.tile_overlap)
+                for t in tiles:
+                    feeds = {"v": b.upload(v[:, :, t.rows, t.cols]), "z": z}
+                    blend.add(t, b.download(b.run(stage.proximal, feeds)["x"]))
+                    step()
+                del v, z
+                x = blend.result()
+                del blend
+        assert x is not None
         return x
+
+
+def _hwc_tile(frames: np.ndarray, tile: Tile, height: int, width: int) -> np.ndarray:
+    """Tile `tile` of NxHxWx3 `frames` reflect-padded (bottom and right) to height x width, as
+    a contiguous (N, 3, h, w) array: the same values as slicing `pad_nchw` of the whole frame."""
+    _, h, w, _ = frames.shape
+    rows = _padded_index(tile.top, tile.height, h, height)
+    cols = _padded_index(tile.left, tile.width, w, width)
+    patch = frames[:, rows][:, :, cols]  # a view where both are slices, a copy of the tile otherwise
+    return np.ascontiguousarray(patch.transpose(0, 3, 1, 2))
+
+
+def _padded_index(start: int, length: int, size: int, padded: int) -> slice | np.ndarray:
+    """Indices into an axis of `size` for [start, start + length) of it reflect-padded to `padded`."""
+    if start + length <= size:
+        return slice(start, start + length)
+    return np.pad(np.arange(size), (0, padded - size), mode="reflect")[start : start + length]

@@ -290,12 +290,13 @@ class _FrameProgress:
     PROGRESS_DELAY_S (quick frames stay silent)."""
 
     def __init__(self, label: str, enabled: bool) -> None:
+        self.start = time.monotonic()
         self.bar = tqdm(desc=label, unit="step", delay=PROGRESS_DELAY_S, leave=False, disable=not enabled)
 
     def __call__(self, done: int, total: int) -> None:
         self.bar.total = total
         self.bar.update(done - self.bar.n)
-        if done >= total:
+        if done >= total and time.monotonic() - self.start >= PROGRESS_DELAY_S:
             self.bar.refresh()  # the last step shows even inside tqdm's minimum redraw interval
 
     def close(self) -> None:

@@ -11,10 +11,11 @@ and `_open`, never at module import time, so `runtime/` imports on a machine tha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -125,6 +126,13 @@ class Backend(ABC):
         self._synchronize()
         self.timings.setdefault(graph, []).append(time.perf_counter() - start)
         return outputs
+
+    @contextlib.contextmanager
+    def returning_memory(self) -> Iterator[None]:
+        """Inside, each graph call hands the working memory it pooled back when it ends (for
+        calls of very different sizes, such as tiles and a whole-frame prior). Backends that
+        keep no pool of their own do nothing."""
+        yield
 
     def reset_timings(self) -> None:
         self.timings = {}

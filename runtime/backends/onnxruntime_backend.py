@@ -8,7 +8,9 @@ forced on the CPU (`io_binding=True`), which is how the code path is tested with
 On the CPU every session of the process allocates from one shared arena (ONNX Runtime's
 environment allocator). By default each session grows an arena of its own and keeps it, so a
 whole frame held the peak of every graph at once (seven arenas for three stages); shared, the
-process holds the peak of the largest graph only.
+process holds the peak of the largest graph only. Inside `returning_memory()` (tiled frames)
+each run ends by shrinking the arena back, so the whole-frame prior's peak is not kept beside
+the tiles' (ONNX Runtime's arena never returns memory otherwise).
 
 ONNX Runtime falls back to the CPU silently when a requested provider fails to load; this
 backend checks the providers the session really got and raises BackendUnavailable instead.
@@ -16,7 +18,8 @@ backend checks the providers the session really got and raises BackendUnavailabl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -87,6 +90,7 @@ class OnnxRuntimeBackend(Backend):
         self.device_id = device_id
         self._sessions: dict[str, Any] = {}
         self._errors: tuple[type[Exception], ...] = ()
+        self._run_options: Any = None  # None: ONNX Runtime's defaults
 
     @classmethod
     def check_available(cls, device: str) -> None:
@@ -162,18 +166,31 @@ class OnnxRuntimeBackend(Backend):
     def _close(self) -> None:
         self._sessions = {}
 
+    @contextlib.contextmanager
+    def returning_memory(self) -> Iterator[None]:
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        arena = "cpu:0" if self.device == "cpu" else f"gpu:{self.device_id}"
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", arena)
+        previous, self._run_options = self._run_options, options
+        try:
+            yield
+        finally:
+            self._run_options = previous
+
     def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
         session = self._sessions[graph]
         names = [s.name for s in self.manifest.graph(graph).outputs]
         try:
             if not self.io_binding:
-                return dict(zip(names, session.run(names, dict(feeds)), strict=True))
+                return dict(zip(names, session.run(names, dict(feeds), self._run_options), strict=True))
             binding = session.io_binding()
             for name, value in feeds.items():
                 binding.bind_ortvalue_input(name, value if not isinstance(value, np.ndarray) else self.upload(value))
             for name in names:
                 binding.bind_output(name, self.device, self.device_id)
-            session.run_with_iobinding(binding)
+            session.run_with_iobinding(binding, self._run_options)
             return dict(zip(names, binding.get_outputs(), strict=True))
         except self._errors as exc:
             raise InferenceError(f"onnxruntime failed running graph {graph!r}: {_first_line(exc)}") from exc

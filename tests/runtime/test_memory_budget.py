@@ -18,7 +18,7 @@ import torch
 
 from runtime.manifest import load_manifest
 from runtime.memory_plan import parse_size, plan_tiles_for_budget, whole_frame_bytes
-from runtime.pipeline import AUTO_TILE, Pipeline
+from runtime.pipeline import AUTO_TILE, Pipeline, pad_nchw, padded_size
 from runtime.restore import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +80,19 @@ def test_auto_runs_whole_under_the_budget_and_tiles_over_it_exactly_as_asked_for
         tiled = tight.restore(frame)
         np.testing.assert_array_equal(tiled, fixed.restore(frame))
         assert not np.array_equal(tiled, expected_whole)
+
+
+def test_tiles_cut_from_the_callers_frame_equal_tiles_of_the_padded_copy(tiny_export) -> None:
+    """Tiled, restore() pads each tile itself instead of copying the whole frame; same values."""
+    frame = np.random.default_rng(2).random((75, 131, 3), dtype=np.float32)  # odd: padding reaches the tiles
+    manifest = load_manifest(tiny_export.artifacts)
+    with Pipeline.from_manifest(
+        tiny_export.artifacts, "onnxruntime", "cpu", threads=1, tile=32, tile_overlap=8
+    ) as pipeline:
+        height, width = padded_size(75, 131, manifest.pad_multiple, manifest.min_size)
+        y = pad_nchw(np.ascontiguousarray(frame.transpose(2, 0, 1))[None], height, width)
+        expected = np.clip(pipeline.run(y)[0, :, :75, :131].transpose(1, 2, 0), 0.0, 1.0)
+        np.testing.assert_array_equal(pipeline.restore(frame), expected)
 
 
 def test_the_largest_tile_that_fits_is_chosen(tiny_export) -> None:
