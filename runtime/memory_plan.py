@@ -63,14 +63,22 @@ def whole_frame_bytes(manifest: Manifest, batch: int, height: int, width: int) -
 
 def tiled_bytes(manifest: Manifest, batch: int, height: int, width: int, tile: int) -> int | None:
     """Estimated peak bytes of restoring a (padded) height x width batch in tile x tile tiles."""
+    floor = tiled_floor_bytes(manifest, batch, height, width)
     halves = [name for stage in manifest.stages for name in (stage.gradient, stage.proximal)]
-    priors = [stage.prior for stage in manifest.stages if stage.prior is not None]
     per_tile = _activations(manifest, halves, min(tile, height), min(tile, width))
-    prior = _activations(manifest, priors, height, width) if priors else 0
-    if per_tile is None or prior is None:
+    if per_tile is None or floor is None:
         return None
     frame = FRAME_BYTES_PER_PIXEL * height * width
-    return batch * int(max(prior + PRIOR_FRAME_COPIES * frame, per_tile + TILED_FRAME_COPIES * frame))
+    return max(floor, batch * int(per_tile + TILED_FRAME_COPIES * frame))
+
+
+def tiled_floor_bytes(manifest: Manifest, batch: int, height: int, width: int) -> int | None:
+    """What no tile size goes below: the whole-frame prior beside the input and v."""
+    priors = [stage.prior for stage in manifest.stages if stage.prior is not None]
+    prior = _activations(manifest, priors, height, width) if priors else 0
+    if prior is None:
+        return None
+    return batch * int(prior + PRIOR_FRAME_COPIES * FRAME_BYTES_PER_PIXEL * height * width)
 
 
 def candidate_tiles(manifest: Manifest, overlap: int) -> list[int]:
@@ -87,19 +95,23 @@ def candidate_tiles(manifest: Manifest, overlap: int) -> list[int]:
 def plan_tiles_for_budget(
     manifest: Manifest, batch: int, height: int, width: int, budget: int, overlap: int
 ) -> TilePlan:
-    """Whole when the estimate fits `budget`; else the largest candidate tile that fits, or the
-    smallest candidate when none does (`fits` False). Whole, too, when the manifest records no
-    activation sizes (artifacts exported before they were recorded)."""
+    """Whole when the estimate fits `budget`; else the largest candidate tile that fits. When
+    the floor (the whole-frame prior) is itself over the budget, no tile can fit: then the
+    largest tile that adds nothing above the floor (`fits` False), since smaller tiles would
+    cost time and quality for no memory. Whole, too, when the manifest records no activation
+    sizes (artifacts exported before they were recorded)."""
     whole = whole_frame_bytes(manifest, batch, height, width)
-    if whole is None or whole <= budget:
+    floor = tiled_floor_bytes(manifest, batch, height, width)
+    if whole is None or floor is None or whole <= budget:
         return TilePlan(None, whole)
     tiles = [t for t in candidate_tiles(manifest, overlap) if t < max(height, width)]
     if not tiles:
         return TilePlan(None, whole, fits=False)
+    limit = max(budget, floor)
     for tile in tiles:
         estimate = tiled_bytes(manifest, batch, height, width, tile)
-        if estimate is not None and estimate <= budget:
-            return TilePlan(tile, whole, estimate, automatic=True)
+        if estimate is not None and estimate <= limit:
+            return TilePlan(tile, whole, estimate, automatic=True, fits=estimate <= budget)
     return TilePlan(tiles[-1], whole, tiled_bytes(manifest, batch, height, width, tiles[-1]), True, fits=False)
 
 

@@ -363,11 +363,9 @@ class Pipeline:
             for stage in plan:
                 blend = Blender(n, c, h, w, self.tile_overlap)
                 for t in tiles:
-                    y_t = y_tile(t)
-                    x_t = y_t if x is None else x[:, :, t.rows, t.cols]
-                    blend.add(t, b.download(b.run(stage.gradient, {"x": b.upload(x_t), "y": b.upload(y_t)})["v"]))
+                    blend.add(t, b.download(b.run(stage.gradient, self._gradient_feeds(x, y_tile, t))["v"]))
                     step()
-                x = None  # read by every tile; the next estimate comes from the proximal tiles
+                x = None  # read by every tile (no view of it is left); the next comes from the proximal tiles
                 v = blend.result()
                 del blend
                 # A cache hit skips the prior graph, so the whole-frame v need not be uploaded.
@@ -375,14 +373,22 @@ class Pipeline:
                 step()
                 blend = Blender(n, c, h, w, self.tile_overlap)
                 for t in tiles:
-                    feeds = {"v": b.upload(v[:, :, t.rows, t.cols]), "z": z}
-                    blend.add(t, b.download(b.run(stage.proximal, feeds)["x"]))
+                    blend.add(
+                        t, b.download(b.run(stage.proximal, {"v": b.upload(v[:, :, t.rows, t.cols]), "z": z})["x"])
+                    )
                     step()
                 del v, z
                 x = blend.result()
                 del blend
         assert x is not None
         return x
+
+    def _gradient_feeds(self, x: np.ndarray | None, y_tile: Callable[[Tile], np.ndarray], tile: Tile) -> dict[str, Any]:
+        """Tile `tile` of x (of y when x is None: stage 1) and y, uploaded. A function of its
+        own so that no view of the whole-frame x outlives the loop that reads it."""
+        y_t = y_tile(tile)
+        x_t = y_t if x is None else x[:, :, tile.rows, tile.cols]
+        return {"x": self.backend.upload(x_t), "y": self.backend.upload(y_t)}
 
 
 def _hwc_tile(frames: np.ndarray, tile: Tile, height: int, width: int) -> np.ndarray:
