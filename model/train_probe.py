@@ -11,6 +11,7 @@ python model/train_probe.py WARMUP -- TRAIN_ARGS...      (under torchrun for sev
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -19,9 +20,17 @@ import time
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("warmup", type=int, help="optimizer steps left out of the timing")
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- and then the arguments of model/train.py")
+    return p
+
+
 def main(argv: list[str]) -> int:
-    warmup = int(argv[0])
-    train_args = argv[argv.index("--") + 1 :]
+    args = build_parser().parse_args(argv)
+    warmup = args.warmup
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     stamps: list[float] = []
     register_optimizer_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
 

@@ -85,7 +85,7 @@ def test_corrupt_and_wrong_checkpoints_name_the_problem(tmp_path: Path) -> None:
 
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="truncated.pt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="truncated.pt: not a checkpoint of ours"):
         load_checkpoint(truncated)
 
     foreign = tmp_path / "foreign.pt"
