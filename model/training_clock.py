@@ -22,25 +22,27 @@ class TrainingClock:
         self._start = time.perf_counter() - seconds_before
         self._run_start = time.perf_counter()
         self._paused = 0.0
+        self._last = time.perf_counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat, name="training-clock", daemon=True)
         self._thread.start()
 
     def _heartbeat(self) -> None:
-        last = time.perf_counter()
         while not self._stop.wait(TICK):
-            now = time.perf_counter()
-            gap = now - last - TICK
-            if gap > PAUSE_GAP:
-                with self._lock:
-                    self._paused += gap
-            last = now
+            with self._lock:
+                self._paused += self._pending_gap(time.perf_counter())
+                self._last = time.perf_counter()
+
+    def _pending_gap(self, now: float) -> float:
+        gap = now - self._last - TICK
+        return gap if gap > PAUSE_GAP else 0.0
 
     @property
     def paused_seconds(self) -> float:
+        # A pause that ended moments ago is counted even before the heartbeat has woken up to it.
         with self._lock:
-            return self._paused
+            return self._paused + self._pending_gap(time.perf_counter())
 
     def seconds(self) -> float:
         """Training seconds of this schedule, earlier (resumed) runs included, pauses left out."""
