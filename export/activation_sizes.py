@@ -37,7 +37,8 @@ def _monomials(height: int, width: int) -> list[float]:
     return [height * width, height * height, width * width, height, width, 1.0]
 
 
-def _feeds(session, height: int, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def feeds_at(session, height: int, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random inputs for every input of `session` (batch 1) at a height x width frame."""
     feeds = {}
     for spec in session.get_inputs():
         shape = [1 if d == "batch" else height if d == "height" else width if d == "width" else d for d in spec.shape]
@@ -48,24 +49,33 @@ def _feeds(session, height: int, width: int, rng: np.random.Generator) -> dict[s
     return feeds
 
 
-def measure_activation_bytes(path: Path, multiple: int, min_size: int, threads: int | None = None) -> ActivationBytes:
-    """The peak bytes of intermediate tensors of the ONNX graph at `path`, per batch item."""
+def every_tensor_session(path: Path, threads: int | None = None):
+    """(graph, session, names): an ONNX Runtime session of the graph at `path` in which every
+    intermediate tensor is also an output (`names`: the graph's outputs first), optimisations
+    off so that every tensor exists; `graph` is the unmodified graph."""
     import onnx
     import onnxruntime as ort
 
     model = onnx.load(str(path))
-    outputs = [o.name for o in model.graph.output]
+    graph = onnx.GraphProto()
+    graph.CopyFrom(model.graph)
+    names = [o.name for o in model.graph.output]
     for node in model.graph.node:
         for name in node.output:
-            if name and name not in outputs:
-                outputs.append(name)
+            if name and name not in names:
+                names.append(name)
                 model.graph.output.append(onnx.ValueInfoProto(name=name))
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads or 0
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return graph, session, names
 
+
+def measure_activation_bytes(path: Path, multiple: int, min_size: int, threads: int | None = None) -> ActivationBytes:
+    """The peak bytes of intermediate tensors of the ONNX graph at `path`, per batch item."""
+    graph, session, outputs = every_tensor_session(path, threads)
     unit = math.lcm(multiple, 8)
     while 2 * unit < min_size:
         unit *= 2
@@ -73,7 +83,7 @@ def measure_activation_bytes(path: Path, multiple: int, min_size: int, threads: 
     rng = np.random.default_rng(0)
     measured = np.zeros((len(sizes), len(outputs)))
     for row, (height, width) in enumerate(sizes):
-        values = session.run(outputs, _feeds(session, height, width, rng))
+        values = session.run(outputs, feeds_at(session, height, width, rng))
         measured[row] = [np.asarray(v).nbytes for v in values]
     basis = np.array([_monomials(h, w) for h, w in sizes])
     coefficients, *_ = np.linalg.lstsq(basis, measured, rcond=None)  # (6, tensors)
@@ -81,7 +91,7 @@ def measure_activation_bytes(path: Path, multiple: int, min_size: int, threads: 
     if worst > 0.5:
         raise ExportError(f"{path.name}: tensor sizes are not polynomial in height and width (off by {worst:.0f} B)")
     per_tensor = dict(zip(outputs, np.maximum(coefficients, 0.0).T, strict=True))
-    return _peak_bound(model.graph, per_tensor, [o.name for o in onnx.load(str(path)).graph.output])
+    return _peak_bound(graph, per_tensor, [o.name for o in graph.output])
 
 
 def _peak_bound(graph, per_tensor: dict[str, np.ndarray], graph_outputs: list[str]) -> ActivationBytes:

@@ -52,9 +52,13 @@ def _phase_args(phase: str, iters: int) -> list[str]:
     return ["--phase1-iters", "0", "--warmup-iters", "0", "--joint-iters", str(iters)]
 
 
+def _processes(variant: str) -> int:
+    return 2 if variant == "current-ddp2" else 1
+
+
 def _command(variant: str, args: argparse.Namespace, phase: str, out: Path) -> list[str]:
     cores = os.cpu_count() or 1
-    procs = 2 if variant == "current-ddp2" else 1
+    procs = _processes(variant)
     if args.batch_size % procs:
         raise UnfoldError(f"--batch-size {args.batch_size} does not split over {procs} processes")
     train_args = [
@@ -90,8 +94,10 @@ def _command(variant: str, args: argparse.Namespace, phase: str, out: Path) -> l
 
 def _run(variant: str, tree: Path, args: argparse.Namespace, phase: str) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
-        env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1" if variant == "current-ddp2" else ""}
-        env = {k: v for k, v in env.items() if v != ""}
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # --threads decides
+        env["PYTHONPATH"] = str(tree)
+        if _processes(variant) > 1:
+            env["OMP_NUM_THREADS"] = "1"  # what torchrun would set; said explicitly
         done = subprocess.run(
             _command(variant, args, phase, Path(tmp)), cwd=tree, env=env, capture_output=True, text=True, check=False
         )

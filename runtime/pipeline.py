@@ -175,10 +175,7 @@ class Pipeline:
         """How a frame of height x width (before padding) runs: whole or in tiles, with the
         memory estimates behind an automatic choice."""
         h, w = padded_size(height, width, self.manifest.pad_multiple, self.manifest.min_size)
-        if self.tile == AUTO_TILE:
-            return plan_tiles_for_budget(self.manifest, batch, h, w, self.max_memory, self.tile_overlap)
-        tile = self.tile if self.tile and (h > self.tile or w > self.tile) else None
-        return TilePlan(tile, None)
+        return self._padded_tile_plan(batch, h, w)
 
     def restore(
         self,
@@ -286,11 +283,15 @@ class Pipeline:
             raise InputError(f"stages must be between 1 and {count} (this model has {count} stages), got {stages}")
         return self.manifest.stages[: int(stages)]
 
+    def _padded_tile_plan(self, batch: int, height: int, width: int) -> TilePlan:
+        """`tile_plan` for a batch already padded to height x width."""
+        if self.tile == AUTO_TILE:
+            return plan_tiles_for_budget(self.manifest, batch, height, width, self.max_memory, self.tile_overlap)
+        return TilePlan(self.tile if self.tile and (height > self.tile or width > self.tile) else None, None)
+
     def _tile_for(self, batch: int, height: int, width: int) -> int | None:
         """The tile size for a padded batch of this size, None for whole frames."""
-        if self.tile == AUTO_TILE:
-            return plan_tiles_for_budget(self.manifest, batch, height, width, self.max_memory, self.tile_overlap).tile
-        return self.tile if self.tile and (height > self.tile or width > self.tile) else None
+        return self._padded_tile_plan(batch, height, width).tile
 
     def _batch_constants(self, batch: int) -> dict[str, Any]:
         """Noise, stage indices and the zero prior for a batch size, uploaded once and reused."""

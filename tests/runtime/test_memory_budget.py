@@ -11,11 +11,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
+from export.activation_sizes import every_tensor_session, feeds_at
 from runtime.manifest import load_manifest
 from runtime.memory_plan import parse_size, plan_tiles_for_budget, whole_frame_bytes
 from runtime.pipeline import AUTO_TILE, Pipeline, pad_nchw, padded_size
@@ -31,22 +30,8 @@ def _one_thread() -> None:
 
 def _every_tensor(path: Path, height: int, width: int) -> list[int]:
     """Bytes of every intermediate tensor of an ONNX graph run at height x width."""
-    model = onnx.load(str(path))
-    names = [o.name for o in model.graph.output]
-    for node in model.graph.node:
-        for name in node.output:
-            if name and name not in names:
-                names.append(name)
-                model.graph.output.append(onnx.ValueInfoProto(name=name))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feeds = {}
-    rng = np.random.default_rng(0)
-    for spec in session.get_inputs():
-        shape = [1 if d == "batch" else height if d == "height" else width if d == "width" else d for d in spec.shape]
-        feeds[spec.name] = np.zeros(shape, np.int64) if "int64" in spec.type else rng.random(shape, dtype=np.float32)
+    _, session, names = every_tensor_session(path, threads=1)
+    feeds = feeds_at(session, height, width, np.random.default_rng(0))
     return [np.asarray(v).nbytes for v in session.run(names, feeds)]
 
 
