@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING
 
 from calibration.qdq import METHODS
 from calibration.sources import BUILTIN, BUILTIN_HELDOUT, load_frames
+from runtime.cli import add_artifacts_argument, add_threads_argument, add_verbosity_arguments, setup_logging
 from runtime.cli_sizes import frame_size
 from runtime.errors import InputError, UnfoldError, report_error
 
 if TYPE_CHECKING:
     from calibration.int8 import CalibrationReport
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
@@ -151,25 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="calibrate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--artifacts",
-        type=Path,
-        default=REPO / "artifacts" / "edge",
-        help="artifacts folder holding manifest.json (default: artifacts/edge, from export/build_engines.py)",
-    )
+    add_artifacts_argument(p)
     add_calibration_arguments(p)
-    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: one per core)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+    add_threads_argument(p, "CPU threads for ONNX Runtime (default: one per core)")
+    add_verbosity_arguments(p, verbose="show tracebacks and debug logging")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    # Library warnings (ONNX Runtime's, quantisation's) would bury the report: errors only unless -v.
+    setup_logging(args.verbose, normal=logging.ERROR, detailed=logging.DEBUG)
     try:
-        if args.threads is not None and args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         report = calibrate_from_args(args, args.artifacts, args.threads, not args.quiet)
     except UnfoldError as exc:
         return report_error(exc, args.verbose)

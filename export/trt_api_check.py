@@ -39,11 +39,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.cli import REPO
+
 STUB_DISTRIBUTION = "tensorrt-stubs"
 STUB_PIN = "10.13.0.35.1"
 BINDINGS_STUB = "tensorrt_bindings/tensorrt.pyi"
 PACKAGE_STUB = "tensorrt/__init__.pyi"
-REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("export", "runtime", "calibration", "model")
 MODULE = "tensorrt"  # owner name for module-level allow-list entries
 MODULE_FACTORIES = frozenset({"import_tensorrt"})  # project functions that return the tensorrt module
