@@ -80,6 +80,7 @@ def test_benchmark_runs_the_cells_that_take_the_option(tiny_export, tmp_path: Pa
     argv += ["--warmup", "0", "--iters", "1", "--threads", "1", "--json", str(out), "-q"]
     assert benchmark.main([*argv, "--backend-option", "io_binding=on"]) == 0
     assert [b.io_binding for b in opened] == [True]
+    assert "backend options: io_binding=True" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["settings"]["backend_options"] == {"io_binding": True}
     assert [(c["backend"], c["precision"]) for c in result["results"]] == [("onnxruntime", "auto")]
