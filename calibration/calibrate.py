@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 
 from calibration.qdq import METHODS
 from calibration.sources import BUILTIN, BUILTIN_HELDOUT, load_frames
-from runtime.cli import add_artifacts_argument, add_threads_argument, add_verbosity_arguments, setup_logging
-from runtime.cli_sizes import frame_size
+from runtime import cli
 from runtime.errors import InputError, UnfoldError, report_error
 
 if TYPE_CHECKING:
@@ -54,13 +53,7 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
         "frame in memory (about 0.6 GB per 256x256 frame for edge); use --method minmax for many or large frames",
     )
     p.add_argument("--heldout-frames", type=int, default=4, help="held-out frames for the gate (default: 4)")
-    p.add_argument(
-        "--calibration-size",
-        type=frame_size,
-        default=(256, 256),
-        metavar="WxH",
-        help="frames are centre-cropped to this size (default: 256x256)",
-    )
+    cli.add_frame_size_argument(p, "--calibration-size", (256, 256), "frames are centre-cropped to this size")
     p.add_argument(
         "--degrade",
         action=argparse.BooleanOptionalAction,
@@ -147,25 +140,22 @@ def format_report(report: CalibrationReport) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="calibrate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_artifacts_argument(p)
+    p = cli.tool_parser("calibrate.py", __doc__)
+    cli.add_artifacts_argument(p)
     add_calibration_arguments(p)
-    add_threads_argument(p, "CPU threads for ONNX Runtime (default: one per core)")
-    add_verbosity_arguments(p, verbose="show tracebacks and debug logging")
+    cli.add_threads_argument(p, "CPU threads for ONNX Runtime (default: one per core)")
+    cli.add_verbosity_arguments(p, verbose="show tracebacks and debug logging")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Library warnings (ONNX Runtime's, quantisation's) would bury the report: errors only unless -v.
-    setup_logging(args.verbose, normal=logging.ERROR, detailed=logging.DEBUG)
+    cli.setup_logging(args.verbose, normal=logging.ERROR, detailed=logging.DEBUG)
     try:
-        report = calibrate_from_args(args, args.artifacts, args.threads, not args.quiet)
+        print(format_report(calibrate_from_args(args, args.artifacts, args.threads, not args.quiet)))
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
-    print(format_report(report))
     return 0
 
 

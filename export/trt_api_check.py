@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime import cli
 from runtime.cli import REPO
 
 STUB_DISTRIBUTION = "tensorrt-stubs"
@@ -715,9 +716,7 @@ def check_project(root: Path = REPO, index: StubIndex | None = None) -> tuple[li
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trt_api_check.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.tool_parser("trt_api_check.py", __doc__)
     parser.add_argument(
         "files", nargs="*", type=Path, help="modules to check (default: every project module that imports tensorrt)"
     )

@@ -27,23 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from runtime import cli
 from runtime.backends.base import DEVICES
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
 from runtime.bench.measure import Settings, run_grid
 from runtime.bench.report import format_report
-from runtime.cli import (
-    DEFAULT_ARTIFACTS,
-    add_artifacts_argument,
-    add_backend_option_argument,
-    add_threads_argument,
-    add_verbosity_arguments,
-    name_list,
-    options_setting,
-    require_export,
-    setup_logging,
-    write_json_report,
-)
 from runtime.cli_sizes import frame_sizes
 from runtime.errors import InputError, UnfoldError, report_error
 from runtime.manifest import REQUESTED_PRECISIONS, load_manifest
@@ -53,27 +42,25 @@ RESULT_SCHEMA_VERSION = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="benchmark.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_artifacts_argument(p, DEFAULT_ARTIFACTS)
+    p = cli.tool_parser("benchmark.py", __doc__)
+    cli.add_artifacts_argument(p, cli.DEFAULT_ARTIFACTS)
     p.add_argument(
         "--backends",
-        type=name_list(BACKEND_NAMES, "--backends"),
+        type=cli.name_list(BACKEND_NAMES, "--backends"),
         default=("onnxruntime",),
         metavar="LIST",
         help=f"backends to measure, comma-separated, from {', '.join(BACKEND_NAMES)} (default: onnxruntime)",
     )
     p.add_argument(
         "--device",
-        type=name_list(DEVICES, "--device"),
+        type=cli.name_list(DEVICES, "--device"),
         default=("cpu",),
         metavar="LIST",
         help="devices to measure every backend on: cpu, cuda, or cpu,cuda (default: cpu)",
     )
     p.add_argument(
         "--precisions",
-        type=name_list(REQUESTED_PRECISIONS, "--precisions"),
+        type=cli.name_list(REQUESTED_PRECISIONS, "--precisions"),
         default=("auto",),
         metavar="LIST",
         help="precisions, comma-separated, from auto (each graph's planned variant for the backend), fp32, fp16, "
@@ -88,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed frames per cell first (default: 3)")
     p.add_argument("--iters", type=int, default=20, metavar="N", help="timed frames per cell (default: 20)")
-    add_threads_argument(p, "CPU threads for every backend (default: the backend's, one per core)")
-    add_backend_option_argument(p)
+    cli.add_threads_argument(p, "CPU threads for every backend (default: the backend's, one per core)")
+    cli.add_backend_option_argument(p)
     p.add_argument(
         "--tile",
         type=int,
@@ -104,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="draw latency per graph and the latency distribution to this .png, .svg or .pdf (needs matplotlib)",
     )
-    add_verbosity_arguments(p)
+    cli.add_verbosity_arguments(p)
     return p
 
 
@@ -112,7 +99,7 @@ def benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """Run the grid `args` describes; the whole result as the JSON file stores it."""
     if args.tile < 0:
         raise InputError(f"--tile must be >= 0, got {args.tile}")
-    require_export(args.artifacts, DEFAULT_ARTIFACTS)
+    cli.require_export(args.artifacts, cli.DEFAULT_ARTIFACTS)
     settings = Settings(
         backends=args.backends,
         devices=args.device,
@@ -145,7 +132,7 @@ def benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "iters": settings.iters,
             "threads": settings.threads,
             "tile": settings.tile,
-            **options_setting(settings.backend_options),
+            **cli.options_setting(settings.backend_options),
         },
         "environment": environment,
         "results": results,
@@ -156,12 +143,12 @@ def benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    cli.setup_logging(args.verbose)
     try:
         result = benchmark(args, argv)
         print(format_report(result))
         if args.json:
-            write_json_report(args.json, result)
+            cli.write_json_report(args.json, result)
         if not result["results"]:
             raise InputError("every cell was skipped (reasons above): nothing was measured")
         if args.plot:

@@ -19,6 +19,7 @@ from typing import Any
 
 from runtime.atomic_io import atomic_write_bytes
 from runtime.backends.options import describe_options, parse_backend_option
+from runtime.cli_sizes import frame_size
 from runtime.errors import InputError, ManifestError
 from runtime.manifest import MANIFEST_NAME
 
@@ -26,6 +27,13 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
 # Data sets shared by every checkout of the repository lie next to it.
 DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+
+def tool_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A tool's parser; its module docstring (`description`) is shown as written, examples included."""
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def shown(path: Path) -> str:
@@ -56,6 +64,16 @@ def require_export(artifacts: Path, default: Path = DEFAULT_ARTIFACTS) -> None:
             f"{default}: the shipped model has not been exported yet; "
             "run `python export/build_engines.py` first (or pass --artifacts DIR)"
         )
+
+
+def add_frame_size_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, default: tuple[int, int], help: str
+) -> None:
+    """A WIDTHxHEIGHT flag read as (height, width); the help gets the default appended."""
+    height, width = default
+    parser.add_argument(
+        flag, type=frame_size, default=default, metavar="WxH", help=f"{help} (default: {width}x{height})"
+    )
 
 
 def positive_int(text: str) -> int:

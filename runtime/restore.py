@@ -43,17 +43,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from runtime import cli
 from runtime.backends.select import BACKEND_NAMES
-from runtime.cli import (
-    DEFAULT_ARTIFACTS,
-    add_artifacts_argument,
-    add_backend_option_argument,
-    add_threads_argument,
-    add_verbosity_arguments,
-    name_list,
-    require_export,
-    setup_logging,
-)
+from runtime.cli import DEFAULT_ARTIFACTS
 from runtime.errors import InferenceError, InputError, ManifestError, ShapeError, UnfoldError, report_error
 from runtime.image_io import (
     Image,
@@ -105,9 +97,7 @@ def _memory(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="restore.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli.tool_parser("restore.py", __doc__)
     p.add_argument(
         "input",
         metavar="INPUT",
@@ -123,10 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         "a video: a video file (by extension), a folder of numbered frames, or a pattern such as out/%%06d.png "
         "(required, except for a video with --preview)",
     )
-    add_artifacts_argument(p, DEFAULT_ARTIFACTS)  # this module's name: tests point it elsewhere
+    cli.add_artifacts_argument(p, DEFAULT_ARTIFACTS)  # this module's name: tests point it elsewhere
     p.add_argument(
         "--backend",
-        type=name_list(BACKEND_NAMES, "--backend"),
+        type=cli.name_list(BACKEND_NAMES, "--backend"),
         metavar="|".join(BACKEND_NAMES),
         help="backend to run the graphs with; a comma-separated list is a fallback order, tried once at "
         "start (default: tensorrt, then onnxruntime, then torch, GPU before CPU)",
@@ -174,10 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace outputs that already exist (default: refuse, naming the file, before anything runs)",
     )
-    add_threads_argument(p)
-    add_backend_option_argument(p)
+    cli.add_threads_argument(p)
+    cli.add_backend_option_argument(p)
     _add_video_arguments(p)
-    add_verbosity_arguments(
+    cli.add_verbosity_arguments(
         p,
         quiet="no progress bars, no tiling line and no summary or result line",
         verbose="show tracebacks, which backend was chosen and the precision each graph runs",
@@ -304,7 +294,7 @@ def _restore_file(pipeline: Pipeline, source: Path, target: Path, args: argparse
 
 
 def _open_pipeline(args: argparse.Namespace) -> Pipeline:
-    require_export(args.artifacts, DEFAULT_ARTIFACTS)
+    cli.require_export(args.artifacts, DEFAULT_ARTIFACTS)
     if args.artifacts == DEFAULT_ARTIFACTS:
         # Artifacts exported from older weights (say the interim model) would run silently otherwise.
         # Checked on the manifest alone, before any backend session is opened.
@@ -338,7 +328,7 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    cli.setup_logging(args.verbose)
     video_flags = _video_flags(args)
     if is_video_input(args.input, args.output, bool(video_flags)):
         if args.output is None and not args.preview:

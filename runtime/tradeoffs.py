@@ -45,22 +45,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from runtime import cli
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
 from runtime.bench.report import text_table
-from runtime.cli import (
-    DEFAULT_DATA,
-    add_artifacts_argument,
-    add_backend_option_argument,
-    add_threads_argument,
-    add_verbosity_arguments,
-    options_setting,
-    positive_int,
-    require_export,
-    setup_logging,
-    write_json_report,
-)
-from runtime.cli_sizes import frame_size
 from runtime.errors import InputError, UnfoldError, report_error
 from runtime.image_io import centre_crop, list_images, read_rgb8
 from runtime.manifest import REQUESTED_PRECISIONS
@@ -68,8 +56,8 @@ from runtime.metrics import psnr
 from runtime.pipeline import Pipeline
 from runtime.video.reuse import DEFAULT_SCENE_THRESHOLD, PriorCache
 
-DEFAULT_IMAGES = DEFAULT_DATA / "val" / "CBSD68"
-DEFAULT_CLIP = DEFAULT_DATA / "video" / "vid4_walk"
+DEFAULT_IMAGES = cli.DEFAULT_DATA / "val" / "CBSD68"
+DEFAULT_CLIP = cli.DEFAULT_DATA / "video" / "vid4_walk"
 
 
 # --------------------------------------------------------------------------- data
@@ -288,29 +276,21 @@ def _reuse_list(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python runtime/tradeoffs.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_artifacts_argument(parser)
+    parser = cli.tool_parser("python runtime/tradeoffs.py", __doc__)
+    cli.add_artifacts_argument(parser)
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="onnxruntime", help="backend to measure")
     parser.add_argument("--precision", choices=REQUESTED_PRECISIONS, default="auto", help="graph precision")
-    add_threads_argument(parser, "backend threads (default: the backend's, one per core)")
-    add_backend_option_argument(parser)
+    cli.add_threads_argument(parser, "backend threads (default: the backend's, one per core)")
+    cli.add_backend_option_argument(parser)
     parser.add_argument(
         "--images", type=Path, default=DEFAULT_IMAGES, help="folder of clean photographs for the depth table"
     )
-    parser.add_argument("--image-count", type=positive_int, help="use only the first N images (default: all)")
+    parser.add_argument("--image-count", type=cli.positive_int, help="use only the first N images (default: all)")
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="folder of the clean clip's frames, in order")
-    parser.add_argument("--frames", type=positive_int, help="use only the first N frames of the clip (default: all)")
     parser.add_argument(
-        "--size",
-        type=frame_size,
-        default=(240, 320),
-        metavar="WIDTHxHEIGHT",
-        help="centre crop of the clip's frames (default 320x240)",
+        "--frames", type=cli.positive_int, help="use only the first N frames of the clip (default: all)"
     )
+    cli.add_frame_size_argument(parser, "--size", (240, 320), "centre crop of the clip's frames")
     parser.add_argument("--sigma", type=int, default=25, help="Gaussian noise sigma in 8-bit levels (default 25)")
     parser.add_argument(
         "--reuse",
@@ -326,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"scene-change threshold of the prior cache (default {DEFAULT_SCENE_THRESHOLD})",
     )
     parser.add_argument("--json", type=Path, help="also write the settings, environment and tables to this JSON file")
-    add_verbosity_arguments(parser, verbose="log more, and print tracebacks on errors")
+    cli.add_verbosity_arguments(parser, verbose="log more, and print tracebacks on errors")
     return parser
 
 
@@ -335,7 +315,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"--sigma must be >= 0, got {args.sigma}")
     if not args.scene_threshold > 0:
         raise InputError(f"--scene-threshold must be > 0, got {args.scene_threshold}")
-    require_export(args.artifacts)
+    cli.require_export(args.artifacts)
     images = load_images(args.images, args.image_count)
     clip = load_clip(args.clip, args.frames, args.size)
     noisy_images = [add_noise(img, args.sigma, i) for i, img in enumerate(images)]
@@ -359,7 +339,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "clip_size": {"width": args.size[1], "height": args.size[0]},
             "sigma": args.sigma,
             "scene_threshold": args.scene_threshold,
-            **options_setting(args.backend_options),
+            **cli.options_setting(args.backend_options),
         },
         "environment": describe_environment(args.threads, uses_cuda=False),
         "clip_input_psnr_db": float(np.mean([psnr(y, c) for y, c in zip(noisy_clip, clip, strict=True)])),
@@ -371,12 +351,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    cli.setup_logging(args.verbose)
     try:
         result = measure(args)
         print(format_report(result))
         if args.json:
-            write_json_report(args.json, result)
+            cli.write_json_report(args.json, result)
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
     return 0

@@ -32,22 +32,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from runtime import cli
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
 from runtime.bench.report import environment_line
 from runtime.bench.stats import summarize
-from runtime.cli import (
-    DEFAULT_DATA,
-    add_artifacts_argument,
-    add_backend_option_argument,
-    add_threads_argument,
-    add_verbosity_arguments,
-    options_setting,
-    require_export,
-    setup_logging,
-    write_json_report,
-)
-from runtime.cli_sizes import frame_size
 from runtime.errors import InputError, UnfoldError, report_error
 from runtime.image_io import centre_crop
 from runtime.manifest import REQUESTED_PRECISIONS
@@ -56,28 +45,20 @@ from runtime.video.loop import run_video
 from runtime.video.sinks import FOURCC_BY_EXTENSION, VideoFileSink
 from runtime.video.sources import open_source
 
-DEFAULT_CLIP = DEFAULT_DATA / "video" / "vid4_walk"
+DEFAULT_CLIP = cli.DEFAULT_DATA / "video" / "vid4_walk"
 GOAL_RATIO = 0.9
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="video_throughput.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_artifacts_argument(p)
+    p = cli.tool_parser("video_throughput.py", __doc__)
+    cli.add_artifacts_argument(p)
     p.add_argument(
         "--clip",
         default=str(DEFAULT_CLIP),
         metavar="SOURCE",
         help="the clip: a folder of frames, a frame pattern or a video file (default: ../shared/data/video/vid4_walk)",
     )
-    p.add_argument(
-        "--size",
-        type=frame_size,
-        default=(240, 320),
-        metavar="WxH",
-        help="centre crop of every frame, WIDTHxHEIGHT (default: 320x240)",
-    )
+    cli.add_frame_size_argument(p, "--size", (240, 320), "centre crop of every frame")
     p.add_argument("--frames", type=int, metavar="N", help="use the first N frames of the clip (default: all)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the encoded clip (default: 25)")
     p.add_argument(
@@ -94,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for the backend (default: cpu)")
     p.add_argument("--precision", choices=REQUESTED_PRECISIONS, default="auto", help="graph precision (default: auto)")
-    add_threads_argument(p)
-    add_backend_option_argument(p)
+    cli.add_threads_argument(p)
+    cli.add_backend_option_argument(p)
     p.add_argument("--warmup", type=int, default=2, metavar="N", help="warm-up frames, not timed (default: 2)")
     p.add_argument(
         "--rounds",
@@ -106,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--queue-size", type=int, default=4, metavar="N", help="queue size of the video loop (default: 4)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures and the environment as JSON")
-    add_verbosity_arguments(p)
+    cli.add_verbosity_arguments(p)
     return p
 
 
@@ -213,7 +194,7 @@ def measure(args: argparse.Namespace, pipeline: Pipeline, work: Path) -> dict[st
             "warmup": args.warmup,
             "rounds": args.rounds,
             "queue_size": args.queue_size,
-            **options_setting(args.backend_options),
+            **cli.options_setting(args.backend_options),
         },
         "environment": describe_environment(args.threads, uses_cuda=pipeline.backend.device == "cuda"),
         "encode_alone": {"frames": n, "seconds": encode_s, "fps": n / encode_s},
@@ -250,7 +231,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    cli.setup_logging(args.verbose)
     try:
         for flag, value, least in (
             ("--frames", args.frames, 1),
@@ -259,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if value is not None and value < least:
                 raise InputError(f"{flag} must be >= {least}, got {value}")
-        require_export(args.artifacts)
+        cli.require_export(args.artifacts)
         with (
             Pipeline.from_manifest(
                 args.artifacts,
@@ -274,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(args, pipeline, Path(work))
         print(format_table(result))
         if args.json is not None:
-            write_json_report(args.json, result)
+            cli.write_json_report(args.json, result)
             print(f"wrote {args.json}")
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
