@@ -1,8 +1,8 @@
 """What the command-line tools share: the repository's paths, the common flags, logging, the
 JSON report and the backend options.
 
-Every tool of runtime/, export/, calibration/ and model/ takes its paths and its common flags
-from here, so a default or a help text is written once. This is a CLI-layer module: the core
+The tools of runtime/, export/ and calibration/ take their paths and common flags from here,
+those of model/ their paths, so a default or a help text is written once. This is a CLI-layer module: the core
 (pipeline, manifest, backends) never imports it; it may import the core. Argument parsing
 errors are argparse's (exit status 2, with the usage); what a tool checks after parsing raises
 an UnfoldError for its `main` to report.
