@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.backends.options import BackendOptions
 from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
@@ -141,14 +142,17 @@ class Pipeline:
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         verify: bool = True,
         max_memory: int = DEFAULT_MAX_MEMORY,
+        backend_options: BackendOptions | None = None,
     ) -> Pipeline:
         """Read `<artifacts>/manifest.json` (checking every file's sha256 when `verify`) and
         open the first available backend among `backend` (a name, names in order of preference,
         or None for the default order: TensorRT, ONNX Runtime, torch; GPU before CPU).
-        `precision` is auto, fp32, fp16 or int8 (see Manifest.precision_for)."""
+        `precision` is auto, fp32, fp16 or int8 (see Manifest.precision_for). `backend_options`
+        (e.g. {"io_binding": True}) go to the backend that has them; setting one leaves out the
+        candidates that do not (runtime/backends/options.py)."""
         manifest = load_manifest(artifacts, verify=verify)
         names = [backend] if isinstance(backend, str) else backend
-        opened = open_backend(manifest, candidate_order(names, device), precision, threads)
+        opened = open_backend(manifest, candidate_order(names, device), precision, threads, backend_options)
         try:
             return cls(manifest, opened, tile, tile_overlap, max_memory)
         except BaseException:
