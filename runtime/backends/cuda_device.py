@@ -1,19 +1,23 @@
-"""Device-side machinery shared by the torch backend on CUDA and the TensorRT backend (DESIGN.md section 5).
+"""Device-side machinery shared by the torch backend on CUDA and the TensorRT backend.
 
 One `CudaDevice` owns a CUDA stream and the device arrays of one backend:
 
-- `upload` / `download` / `empty` / `cast` / `copy_from_host`: arrays in the library's own type;
+- `upload` / `download` / `empty` / `copy_from_host`: arrays in the library's own type (no
+  device-side casts: a cast would compile a kernel at run time on pycuda, so dtypes are made
+  final on the host before upload);
 - `pointer` (the device address TensorRT's `set_tensor_address` takes) and `stream_handle`;
-- `scope()`: a context in which library calls (torch ops) queue on this device's stream;
+- `scope()`: the device's context is current in the calling thread and library calls (torch
+  ops) queue on this device's stream, whichever thread calls;
 - `timer()`: CUDA-event timing of the work queued inside it;
 - `supports_graphs` / `capture`: CUDA-graph capture of work queued on the stream.
 
 Two implementations, chosen by `open_cuda_device`:
 
 - **pycuda** (`pycuda.gpuarray.GPUArray`): the Jetson path, no torch needed. It retains the
-  device's *primary* context (`pycuda.autoprimaryctx`), the same context PyTorch and TensorRT
-  use, so the three coexist in one process. Host copies are synchronous (pageable memory; the
-  frames are copied once in and once out). pycuda has no stream capture here: no CUDA graphs.
+  device's *primary* context, the same context PyTorch and TensorRT use, so the three coexist
+  in one process, and makes it current around each call from any thread. Host copies are
+  synchronous (pageable memory; the frames are copied once in and once out). pycuda has no
+  stream capture here: no CUDA graphs.
 - **torch** (`torch.Tensor` on CUDA): where pycuda is absent, and always for the torch backend
   (its programs take torch tensors). Every op runs on a dedicated stream; CUDA graphs through
   `torch.cuda.CUDAGraph`.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,10 +96,6 @@ class CudaDevice(ABC):
     @abstractmethod
     def pointer(self, array: Any) -> int:
         """Device address of a contiguous device array."""
-
-    @abstractmethod
-    def cast(self, array: Any, dtype: str) -> Any:
-        """A new device array of `dtype`, queued on this device's stream."""
 
     @abstractmethod
     def synchronize(self) -> None: ...
@@ -181,10 +181,6 @@ class TorchCudaDevice(CudaDevice):
             raise ShapeError("device arrays handed to an engine must be contiguous")
         return int(array.data_ptr())
 
-    def cast(self, array: Any, dtype: str) -> Any:
-        with self.scope():
-            return array.to(self._dtype(dtype))
-
     def synchronize(self) -> None:
         self._stream.synchronize()
 
@@ -211,45 +207,67 @@ class TorchCudaDevice(CudaDevice):
 
 
 class PyCudaDevice(CudaDevice):
-    """pycuda GPUArrays in the device's primary context (shared with PyTorch and TensorRT)."""
+    """pycuda GPUArrays in the device's primary context (shared with PyTorch and TensorRT).
+
+    The driver API needs a current context in the calling thread, and a context is current only
+    in the thread that pushed it: `pycuda.autoprimaryctx` would make it current in the importing
+    thread alone, while the video loop runs inference in a thread of its own. So this device
+    retains the primary context itself and pushes it around every call (`scope()`), from
+    whichever thread the call comes. Buffers must be freed inside `scope()` too (pycuda frees
+    in the context that is current), which the backends do when they close.
+    """
 
     library = "pycuda"
 
     def __init__(self, index: int = 0) -> None:
         super().__init__(index)
-        if index != 0:
-            # pycuda.autoprimaryctx picks the device from CUDA_DEVICE (default 0), not an argument.
-            raise BackendUnavailable("the pycuda path uses CUDA device 0; set CUDA_VISIBLE_DEVICES to pick another")
         try:
             import pycuda.driver as driver
             import pycuda.gpuarray as gpuarray
         except ImportError as exc:
             raise BackendUnavailable(f"pycuda is not installed ({exc})") from exc
         try:
-            import pycuda.autoprimaryctx  # noqa: F401  retains and activates the primary context
+            driver.init()
+            if index >= driver.Device.count():
+                raise BackendUnavailable(f"CUDA device {index} requested; the driver sees {driver.Device.count()}")
+            self._context = driver.Device(index).retain_primary_context()
         except driver.Error as exc:  # cuInit or context errors: no usable device
-            raise BackendUnavailable(f"pycuda cannot open CUDA device 0 ({exc})") from exc
+            raise BackendUnavailable(f"pycuda cannot open CUDA device {index} ({exc})") from exc
         self._driver, self._gpuarray = driver, gpuarray
-        self._stream = driver.Stream()
+        with self.scope():
+            self._stream = driver.Stream()
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """This device's context is current in the calling thread while the block runs."""
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._driver.Context.pop()
 
     @property
     def stream_handle(self) -> int:
         return int(self._stream.handle)
 
     def empty(self, shape: Shape, dtype: str) -> Any:
-        return self._gpuarray.empty(tuple(shape), dtype=np.dtype(dtype))
+        with self.scope():
+            return self._gpuarray.empty(tuple(shape), dtype=np.dtype(dtype))
 
     def upload(self, array: np.ndarray) -> Any:
-        # The legacy default stream orders this copy before later work on our (blocking) stream.
-        return self._gpuarray.to_gpu(np.ascontiguousarray(array))
+        with self.scope():
+            # The legacy default stream orders this copy before later work on our (blocking) stream.
+            return self._gpuarray.to_gpu(np.ascontiguousarray(array))
 
     def copy_from_host(self, target: Any, array: np.ndarray) -> None:
-        self._stream.synchronize()
-        target.set(np.ascontiguousarray(array))
+        with self.scope():
+            self._stream.synchronize()
+            target.set(np.ascontiguousarray(array))
 
     def download(self, array: Any) -> np.ndarray:
-        self._stream.synchronize()
-        return array.get()
+        with self.scope():
+            self._stream.synchronize()
+            return array.get()
 
     def describe(self, array: Any) -> tuple[Shape, str]:
         return tuple(int(d) for d in array.shape), array.dtype.name
@@ -259,18 +277,29 @@ class PyCudaDevice(CudaDevice):
             raise ShapeError("device arrays handed to an engine must be contiguous")
         return int(array.gpudata)
 
-    def cast(self, array: Any, dtype: str) -> Any:
-        return array.astype(np.dtype(dtype), stream=self._stream)
-
     def synchronize(self) -> None:
-        self._stream.synchronize()
+        with self.scope():
+            self._stream.synchronize()
 
     def timer(self) -> EventTimer:
-        def elapsed(start: Any, stop: Any) -> float:
-            stop.synchronize()
-            return float(stop.time_since(start))
+        def record(event: Any) -> None:
+            with self.scope():
+                event.record(self._stream)
 
-        return EventTimer(self._driver.Event(), self._driver.Event(), lambda e: e.record(self._stream), elapsed)
+        def elapsed(start: Any, stop: Any) -> float:
+            with self.scope():
+                stop.synchronize()
+                return float(stop.time_since(start))
+
+        with self.scope():
+            return EventTimer(self._driver.Event(), self._driver.Event(), record, elapsed)
+
+    def close(self) -> None:
+        """Release the stream and this device's hold on the primary context."""
+        with self.scope():
+            self._stream.synchronize()
+            self._stream = None
+        self._context.detach()
 
 
 def open_cuda_device(library: str = "auto", index: int = 0) -> CudaDevice:

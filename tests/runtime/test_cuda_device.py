@@ -61,13 +61,12 @@ def _frame(seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.gpu
-def test_torch_device_round_trip_cast_pool_and_timer() -> None:
+def test_torch_device_round_trip_pool_and_timer() -> None:
     device = open_cuda_device("torch")
     host = _frame()
     array = device.upload(host)
     assert device.describe(array) == ((1, 3, 32, 48), "float32") and device.pointer(array) != 0
     np.testing.assert_array_equal(device.download(array), host)
-    assert device.describe(device.cast(device.upload(np.arange(4)), "int32")) == ((4,), "int32")
     pool = BufferPool(device.empty)
     buffer = pool.get("out", (1, 3, 32, 48), "float32")
     assert device.pointer(pool.get("out", (1, 3, 32, 48), "float32")) == device.pointer(buffer)
@@ -85,7 +84,6 @@ def test_pycuda_device_round_trip_when_installed() -> None:
     host = _frame()
     array = device.upload(host)
     np.testing.assert_array_equal(device.download(array), host)
-    assert device.describe(device.cast(device.upload(np.arange(4)), "int32")) == ((4,), "int32")
     with device.timer() as timer:
         device.copy_from_host(array, host)
     assert timer.ms is not None and timer.ms >= 0
