@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, Fetched
 from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
@@ -254,21 +254,27 @@ class Pipeline:
         # Per-graph progress only where run() returns after the work is done: never a device sync.
         report = progress if b.runs_synchronously else None
         total, done = 3 * len(plan), 0
-        y_dev = b.upload(y)
+        # One wait per frame: the input goes in through a kept buffer, the priors to be cached
+        # and the output come back through copies queued on the device, read after `finish`.
+        y_dev = b.stage_in("y", y)
         x = y_dev
+        fetched: dict[int, Fetched] | None = {} if prior_cache is not None else None
         for stage in plan:
             v = b.run(stage.gradient, {"x": x, "y": y_dev})["v"]
             del x  # the previous estimate is read; free it before the next graphs run
-            z = self._stage_prior(stage, v, y.shape[0], cached, prior_cache)
+            z = self._stage_prior(stage, v, y.shape[0], cached, fetched)
             x = b.run(stage.proximal, {"v": v, "z": z})["x"]
             del v, z
             done += 3
             if report is not None:
                 report(done, total)
-        out = b.download(x)
+        out = b.fetch_later("x", x)
+        del x
+        b.finish()
+        _store_priors(prior_cache, fetched)
         if progress is not None and report is None:
             progress(total, total)
-        return out
+        return out.get()
 
     # ------------------------------------------------------------------ internals
 
@@ -320,16 +326,19 @@ class Pipeline:
         v: Any,
         batch: int,
         cached: dict[int, np.ndarray] | None,
-        prior_cache: PriorCache | None,
+        fetched: dict[int, Fetched] | None,
     ) -> Any:
-        """z for one stage: the cached prior on a cache hit, else the prior graph (stored on a miss)."""
+        """z for one stage: the cached prior on a cache hit, else the prior graph. On a miss
+        with a cache (`fetched` not None), z's copy to the host is queued into `fetched`: the
+        prior graph's output buffer is the same for every stage, so it is copied before the next
+        stage's prior overwrites it, and read once the frame is finished."""
         if stage.prior is None:
             return self._prior(stage, v, batch)
         if cached is not None:
-            return self.backend.upload(cached[stage.stage])
+            return self.backend.stage_in(("z", stage.stage), cached[stage.stage])
         z = self._prior(stage, v, batch)
-        if prior_cache is not None:
-            prior_cache.store(stage.stage, self.backend.download(z))
+        if fetched is not None:
+            fetched[stage.stage] = self.backend.fetch_later(("z", stage.stage), z)
         return z
 
     def _run_tiled(
@@ -360,6 +369,7 @@ class Pipeline:
                 progress(done, total)
 
         x: np.ndarray | None = None  # None: stage 1 starts from y
+        fetched: dict[int, Fetched] | None = {} if prior_cache is not None else None
         with b.returning_memory():
             for stage in plan:
                 blend = Blender(n, c, h, w, self.tile_overlap)
@@ -370,7 +380,7 @@ class Pipeline:
                 v = blend.result()
                 del blend
                 # A cache hit skips the prior graph, so the whole-frame v need not be uploaded.
-                z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, prior_cache)
+                z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, fetched)
                 step()
                 blend = Blender(n, c, h, w, self.tile_overlap)
                 for t in tiles:
@@ -381,6 +391,8 @@ class Pipeline:
                 del v, z
                 x = blend.result()
                 del blend
+        b.finish()
+        _store_priors(prior_cache, fetched)
         assert x is not None
         return x
 
@@ -390,6 +402,13 @@ class Pipeline:
         y_t = y_tile(tile)
         x_t = y_t if x is None else x[:, :, tile.rows, tile.cols]
         return {"x": self.backend.upload(x_t), "y": self.backend.upload(y_t)}
+
+
+def _store_priors(prior_cache: PriorCache | None, fetched: dict[int, Fetched] | None) -> None:
+    """Hand the priors a frame computed to the cache, once the backend has finished the frame."""
+    if prior_cache is not None and fetched is not None:
+        for stage, z in fetched.items():
+            prior_cache.store(stage, z.get())
 
 
 def _hwc_tile(frames: np.ndarray, tile: Tile, height: int, width: int) -> np.ndarray:

@@ -90,6 +90,18 @@ class CudaDevice(ABC):
         """Wait for the stream, then copy `array` to the host."""
 
     @abstractmethod
+    def pinned(self, shape: Shape, dtype: str) -> np.ndarray:
+        """A page-locked host array (asynchronous copies need one; pageable memory would block)."""
+
+    @abstractmethod
+    def copy_in_async(self, target: Any, host: np.ndarray) -> None:
+        """Queue a copy of the page-locked `host` into the device array `target` on the stream."""
+
+    @abstractmethod
+    def copy_out_async(self, host: np.ndarray, source: Any) -> None:
+        """Queue a copy of the device array `source` into the page-locked `host` on the stream."""
+
+    @abstractmethod
     def describe(self, array: Any) -> tuple[Shape, str]:
         """(shape, numpy dtype name) of a device array."""
 
@@ -172,6 +184,18 @@ class TorchCudaDevice(CudaDevice):
         with self.scope():
             host = array.detach().to("cpu")  # a blocking copy, queued after the work on the stream
         return host.numpy()
+
+    def pinned(self, shape: Shape, dtype: str) -> np.ndarray:
+        # The numpy view keeps the pinned tensor alive through its base.
+        return self._torch.empty(tuple(shape), dtype=self._dtype(dtype), pin_memory=True).numpy()
+
+    def copy_in_async(self, target: Any, host: np.ndarray) -> None:
+        with self.scope():
+            target.copy_(self._torch.from_numpy(host), non_blocking=True)
+
+    def copy_out_async(self, host: np.ndarray, source: Any) -> None:
+        with self.scope():
+            self._torch.from_numpy(host).copy_(source, non_blocking=True)
 
     def describe(self, array: Any) -> tuple[Shape, str]:
         return tuple(array.shape), str(array.dtype).removeprefix("torch.")
@@ -269,6 +293,18 @@ class PyCudaDevice(CudaDevice):
             self._stream.synchronize()
             return array.get()
 
+    def pinned(self, shape: Shape, dtype: str) -> np.ndarray:
+        with self.scope():
+            return self._driver.pagelocked_empty(tuple(shape), np.dtype(dtype))
+
+    def copy_in_async(self, target: Any, host: np.ndarray) -> None:
+        with self.scope():
+            self._driver.memcpy_htod_async(target.gpudata, host, self._stream)
+
+    def copy_out_async(self, host: np.ndarray, source: Any) -> None:
+        with self.scope():
+            self._driver.memcpy_dtoh_async(host, source.gpudata, self._stream)
+
     def describe(self, array: Any) -> tuple[Shape, str]:
         return tuple(int(d) for d in array.shape), array.dtype.name
 
@@ -356,6 +392,45 @@ class BufferPool:
 
     def clear(self) -> None:
         self._buffers = {}
+
+
+class Staging:
+    """Frame data crossing to and from the device without allocating or waiting per frame.
+
+    `stage_in(slot, array)`: the slot's device buffer (kept per slot, shape and dtype), filled
+    from the slot's page-locked host twin by a copy queued on the stream. `fetch_later(slot,
+    tensor)`: a copy into the slot's page-locked host buffer, queued on the stream; its value is
+    read once the caller has synchronised (once per frame, at the end). Each slot's host buffer
+    is written again only after that synchronisation, so no queued copy can see it change; and
+    a device buffer is rewritten only by work queued after every earlier reader on the one stream.
+    """
+
+    def __init__(self, device: CudaDevice) -> None:
+        self.device = device
+        self._buffers = BufferPool(device.empty)
+        self._hosts = BufferPool(device.pinned)
+
+    @property
+    def allocations(self) -> int:
+        return self._buffers.allocations + self._hosts.allocations
+
+    def stage_in(self, slot: Hashable, array: np.ndarray) -> Any:
+        host = self._hosts.get(("in", slot), array.shape, array.dtype.name)
+        np.copyto(host, array)
+        target = self._buffers.get(("in", slot), array.shape, array.dtype.name)
+        self.device.copy_in_async(target, host)
+        return target
+
+    def fetch_later(self, slot: Hashable, tensor: Any) -> np.ndarray:
+        """The host buffer the copy lands in: valid after the next synchronisation."""
+        shape, dtype = self.device.describe(tensor)
+        host = self._hosts.get(("out", slot), shape, dtype)
+        self.device.copy_out_async(host, tensor)
+        return host
+
+    def clear(self) -> None:
+        self._buffers.clear()
+        self._hosts.clear()
 
 
 # --------------------------------------------------------------------- whole-frame graphs

@@ -40,19 +40,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, Fetched
 from runtime.backends.cuda_device import (
     BufferPool,
     CudaDevice,
     EventTimer,
     FrameBody,
     FrameGraph,
+    Staging,
     check_finite,
     open_cuda_device,
 )
@@ -227,6 +228,7 @@ class TensorRTBackend(Backend):
         self.check_finite = check_finite
         self._device: CudaDevice | None = None
         self._pool: BufferPool | None = None
+        self._staging: Staging | None = None
         self._runtime: Any = None
         self._logger: Any = None
         self._engines: dict[str, list[_Loaded]] = {}
@@ -252,6 +254,7 @@ class TensorRTBackend(Backend):
         self._caps = caps
         self._device = open_cuda_device(self.cuda_library)
         self._pool = BufferPool(self._device.empty)
+        self._staging = Staging(self._device)
         trt_module = import_tensorrt()  # BackendUnavailable when only the stub is installed
         self._logger = shared_logger()
         runtime: trt.Runtime = trt_module.Runtime(self._logger)
@@ -352,6 +355,8 @@ class TensorRTBackend(Backend):
             self._runtime = None
             if self._pool is not None:
                 self._pool.clear()
+            if self._staging is not None:
+                self._staging.clear()
             self._scratch = None
         if device is not None:
             device.close()
@@ -393,6 +398,9 @@ class TensorRTBackend(Backend):
             raise InferenceError(f"TensorRT failed running graph {graph!r}: {said}")
         return outputs
 
+    def _device_dtype(self, dtype: str) -> str:
+        return "int32" if dtype == "int64" and self._int64_as_int32 else dtype
+
     def _describe(self, tensor: Any) -> tuple[tuple[int, ...], str]:
         if isinstance(tensor, np.ndarray):
             return tuple(tensor.shape), tensor.dtype.name
@@ -415,7 +423,21 @@ class TensorRTBackend(Backend):
     def download(self, tensor: Any) -> np.ndarray:
         if self._device is None:
             raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
-        array = self._device.download(tensor)
+        return self._checked(self._device.download(tensor))
+
+    def stage_in(self, slot: Hashable, array: np.ndarray) -> Any:
+        """`array` in the slot's persistent device buffer, copied from page-locked memory on the stream."""
+        if self._staging is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        return self._staging.stage_in(slot, host_array_for_engines(array, self._int64_as_int32))
+
+    def fetch_later(self, slot: Hashable, tensor: Any) -> Fetched:
+        """A copy into the slot's page-locked buffer, queued on the stream; NaN/Inf-checked at `get`."""
+        if self._staging is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        return Fetched(self._staging.fetch_later(slot, tensor), reused=True, check=self._checked)
+
+    def _checked(self, array: np.ndarray) -> np.ndarray:
         if self.check_finite:
             used = sorted({self.graph_precision(g) for g in self._engines})
             check_finite(array, f"TensorRT ({', '.join(used)} engines)")

@@ -7,8 +7,9 @@ What it enforces, as the real driver does:
 - `GPUArray.astype` compiles an elementwise kernel through `SourceModule` in real pycuda, which
   needs nvcc at run time (absent on a stock JetPack): here it fails, so the run path must not use it.
 
-It counts what the counting tests look at: allocations, host->device and device->host copies,
-stream synchronisations. Device memory is host memory (NumPy); nothing here is timed.
+It counts what the counting tests look at: allocations (device and page-locked), blocking and
+asynchronous copies, synchronisations. Device memory is host memory (NumPy), found by address
+through `FakeCuda.at` (what the fake TensorRT engines read and write); nothing here is timed.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ class LogicError(Error):
 
 @dataclass
 class Counts:
-    allocations: int = 0
-    uploads: int = 0
-    downloads: int = 0
-    synchronizations: int = 0
+    allocations: int = 0  # device memory and page-locked host memory
+    blocking_copies: int = 0  # synchronous copies (each waits for the device)
+    async_copies: int = 0
+    synchronizations: int = 0  # stream, event and context waits
+
+    def since(self, before: Counts) -> Counts:
+        return Counts(*(a - b for a, b in zip(vars(self).values(), vars(before).values(), strict=True)))
 
 
 class FakeCuda:
@@ -49,6 +53,7 @@ class FakeCuda:
         self.counts = Counts()
         self._local = threading.local()
         self._addresses = count(0x7F0000000000, 0x100000)
+        self.memory: dict[int, np.ndarray] = {}  # device address -> the array standing in for it
 
     def stack(self) -> list[Any]:
         return self._local.__dict__.setdefault("stack", [])
@@ -61,6 +66,10 @@ class FakeCuda:
 
     def address(self) -> int:
         return next(self._addresses)
+
+    def at(self, address: int) -> np.ndarray:
+        """The device array at `address` (what an engine reads and writes through a pointer)."""
+        return self.memory[int(address)]
 
 
 def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
@@ -98,6 +107,12 @@ def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
         def count() -> int:
             return 1
 
+        def name(self) -> str:
+            return "Orin (nvgpu)"
+
+        def compute_capability(self) -> tuple[int, int]:
+            return (8, 7)
+
         def retain_primary_context(self) -> Context:
             return Context(self.index)
 
@@ -120,6 +135,7 @@ def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
 
         def synchronize(self) -> Event:
             cuda.require_context("cuEventSynchronize")
+            cuda.counts.synchronizations += 1
             return self
 
         def time_since(self, other: Event) -> float:
@@ -136,15 +152,16 @@ def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
             self._data = np.empty(shape, dtype)
             self.shape, self.dtype, self.flags = self._data.shape, self._data.dtype, Flags()
             self.gpudata = cuda.address()
+            cuda.memory[self.gpudata] = self._data
 
         def get(self) -> np.ndarray:
             cuda.require_context("cuMemcpyDtoH")
-            cuda.counts.downloads += 1
+            cuda.counts.blocking_copies += 1
             return self._data.copy()
 
         def set(self, array: np.ndarray) -> None:
             cuda.require_context("cuMemcpyHtoD")
-            cuda.counts.uploads += 1
+            cuda.counts.blocking_copies += 1
             self._data[...] = array
 
         def astype(self, dtype: Any, stream: Stream | None = None) -> GPUArray:
@@ -161,9 +178,39 @@ def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
     def init(flags: int = 0) -> None:
         cuda.initialised = True
 
+    class PageLocked(np.ndarray):
+        """Page-locked host memory (a marker type: async copies refuse pageable arrays)."""
+
+    def pagelocked_empty(shape: tuple[int, ...], dtype: Any, order: str = "C", mem_flags: int = 0) -> np.ndarray:
+        cuda.require_context("cuMemHostAlloc")
+        cuda.counts.allocations += 1
+        return np.empty(shape, dtype).view(PageLocked)
+
+    def _async_host(array: np.ndarray, call: str) -> np.ndarray:
+        cuda.require_context(call)
+        if not isinstance(array, PageLocked) and not isinstance(getattr(array, "base", None), PageLocked):
+            raise LogicError(f"{call} failed: the host array is not page-locked (the copy would not be asynchronous)")
+        cuda.counts.async_copies += 1
+        return array
+
+    def memcpy_htod_async(dest: int, src: np.ndarray, stream: Stream | None = None) -> None:
+        cuda.at(dest)[...] = _async_host(src, "cuMemcpyHtoDAsync").reshape(cuda.at(dest).shape)
+
+    def memcpy_dtoh_async(dest: np.ndarray, src: int, stream: Stream | None = None) -> None:
+        _async_host(dest, "cuMemcpyDtoHAsync")[...] = cuda.at(src).reshape(dest.shape)
+
     driver = types.ModuleType("pycuda.driver")
     driver.__dict__.update(
-        Error=Error, LogicError=LogicError, Context=Context, Device=Device, Stream=Stream, Event=Event, init=init
+        Error=Error,
+        LogicError=LogicError,
+        Context=Context,
+        Device=Device,
+        Stream=Stream,
+        Event=Event,
+        init=init,
+        pagelocked_empty=pagelocked_empty,
+        memcpy_htod_async=memcpy_htod_async,
+        memcpy_dtoh_async=memcpy_dtoh_async,
     )
     gpuarray = types.ModuleType("pycuda.gpuarray")
     gpuarray.__dict__.update(GPUArray=GPUArray, empty=empty, to_gpu=to_gpu)
