@@ -90,3 +90,21 @@ def test_int64_stage_indices_are_narrowed_on_the_host_never_cast_on_the_device(m
     with pytest.raises(ShapeError, match="outside the int32 range"):
         host_array_for_engines(np.array([2**40], np.int64), int64_as_int32=True)
     assert cuda.counts.allocations == 1
+
+
+def test_the_tensorrt_pipeline_opened_in_the_main_thread_runs_in_the_video_loop_thread(
+    tensorrt_on_fakes, clean: np.ndarray, tmp_path: Path
+) -> None:
+    """The whole GPU path as `runtime/restore.py` drives a video: opened here, run over there."""
+    from runtime.pipeline import Pipeline
+
+    _, root = tensorrt_on_fakes
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(clean[:6]):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    with Pipeline.from_manifest(root, backend="tensorrt", device="cuda", precision="fp32") as pipeline:
+        summary = run_video(
+            open_source(frames), pipeline.restore, [ImageSequenceSink(tmp_path / "out")], progress=False
+        )
+    assert summary.end_reason == END_OF_INPUT and summary.frames_out == 6

@@ -8,38 +8,11 @@ run for real, on real video frames, in both TensorRT API spellings (8.6 and 10.x
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
-import pytest
 
-from runtime import trt_logger
-from runtime.gpu_info import query_gpu
 from runtime.pipeline import Pipeline
-from runtime.trt_version import detect
 from runtime.video.reuse import PriorCache
-from tests.runtime.fake_pycuda import Counts, FakeCuda, install_fake_pycuda
-from tests.runtime.fake_tensorrt import install_fake_tensorrt, write_fake_engines
-
-SIZE = (160, 240)  # (H, W) of the `clean` frames
-
-
-@pytest.fixture(params=["8.6.2.3", "10.3.0.30"])
-def on_fakes(request, monkeypatch: pytest.MonkeyPatch, export_tiny, tmp_path: Path) -> Iterator[tuple[FakeCuda, Path]]:
-    """Fake pycuda + fake TensorRT of one version, and the tiny model's artifacts with engines."""
-    cuda = install_fake_pycuda(monkeypatch)
-    install_fake_tensorrt(monkeypatch, cuda, request.param)
-    monkeypatch.setattr(trt_logger, "_shared", None)
-    detect.cache_clear()
-    query_gpu.cache_clear()
-    root = tmp_path / "artifacts"
-    shutil.copytree(export_tiny().artifacts, root)
-    write_fake_engines(root, SIZE, request.param, query_gpu())
-    yield cuda, root
-    detect.cache_clear()  # the fakes leave with this test: nothing may remember them
-    query_gpu.cache_clear()
+from tests.runtime.fake_pycuda import Counts, FakeCuda
 
 
 def _frames(clean: np.ndarray, count: int) -> list[np.ndarray]:
@@ -52,8 +25,8 @@ def _counting(cuda: FakeCuda, pipeline: Pipeline, frames: list[np.ndarray], **re
     return cuda.counts.since(before), outputs
 
 
-def test_whole_frames_allocate_nothing_and_wait_once_after_warm_up(on_fakes, clean: np.ndarray) -> None:
-    cuda, root = on_fakes
+def test_whole_frames_allocate_nothing_and_wait_once_after_warm_up(tensorrt_on_fakes, clean: np.ndarray) -> None:
+    cuda, root = tensorrt_on_fakes
     frames = _frames(clean, 5)
     with Pipeline.from_manifest(root, backend="tensorrt", device="cuda", precision="fp32") as pipeline:
         assert pipeline.backend.name == "tensorrt"
@@ -68,8 +41,8 @@ def test_whole_frames_allocate_nothing_and_wait_once_after_warm_up(on_fakes, cle
             np.testing.assert_allclose(out, reference.restore(frame), atol=1e-6)
 
 
-def test_prior_reuse_allocates_nothing_and_waits_once_per_frame(on_fakes, clean: np.ndarray) -> None:
-    cuda, root = on_fakes
+def test_prior_reuse_allocates_nothing_and_waits_once_per_frame(tensorrt_on_fakes, clean: np.ndarray) -> None:
+    cuda, root = tensorrt_on_fakes
     frames = _frames(clean, 12)
     cache = PriorCache(max_frames=3)
     with Pipeline.from_manifest(root, backend="tensorrt", device="cuda", precision="fp32") as pipeline:
