@@ -24,6 +24,8 @@ from runtime.errors import BackendUnavailable, InputError, ShapeError
 from runtime.manifest import BATCH, HEIGHT, REQUESTED_PRECISIONS, WIDTH, Manifest, TensorSpec
 
 DEVICES = ("cpu", "cuda")
+# A whole frame's device work: device inputs (name -> tensor) -> device outputs.
+FrameBody = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +214,11 @@ class Backend(ABC):
     def fetch_later(self, slot: Hashable, tensor: Any) -> Fetched:
         """Start copying `tensor` to the host; read it with `.get()` after `finish()`."""
         return Fetched(self.download(tensor))
+
+    def frame_graph(self, body: FrameBody, example: dict[str, np.ndarray]) -> Any:
+        """`body` (device inputs -> device outputs) captured as one CUDA graph (a
+        `cuda_device.FrameGraph`); BackendUnavailable where this backend cannot capture."""
+        raise BackendUnavailable(f"the {self.name} backend on {self.device} cannot capture CUDA graphs")
 
     def finish(self) -> None:
         """Wait once for everything queued (the frame's one synchronisation)."""

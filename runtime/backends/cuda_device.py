@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from runtime.backends.base import FrameBody
 from runtime.errors import BackendUnavailable, InferenceError, ShapeError
 
 LIBRARIES = ("auto", "pycuda", "torch")
@@ -435,7 +436,6 @@ class Staging:
 
 # --------------------------------------------------------------------- whole-frame graphs
 
-FrameBody = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 class FrameGraph:
@@ -443,10 +443,11 @@ class FrameGraph:
 
     `body(inputs)` takes device arrays (name -> array) and returns device arrays; it must queue
     device work only (no downloads, no host synchronisation), e.g. the pipeline's stage loop.
-    The constructor copies `example` into static input buffers, runs `body` once eagerly (the
+    The constructor stages `example` into the inputs' buffers, runs `body` once eagerly (the
     warm-up TensorRT needs before capture, and lazy library initialisation), then captures it.
-    `__call__` copies new host inputs of the same shapes into the static buffers, replays the
-    graph and downloads the outputs. Static shapes only: another shape is a ShapeError.
+    `__call__` copies new host inputs of the same shapes into those buffers (page-locked, queued
+    on the stream), replays the graph, queues the outputs' copies back and waits once. Static
+    shapes only: another shape is a ShapeError.
     """
 
     def __init__(self, device: CudaDevice, body: FrameBody, example: Mapping[str, np.ndarray]) -> None:
@@ -454,7 +455,8 @@ class FrameGraph:
             raise BackendUnavailable(f"CUDA graphs are not available through {device.library} (use torch)")
         self.device = device
         self.shapes = {name: (tuple(a.shape), a.dtype.name) for name, a in example.items()}
-        self._inputs = {name: device.upload(a) for name, a in example.items()}
+        self._staging = Staging(device)
+        self._inputs = {name: self._staging.stage_in(name, a) for name, a in example.items()}
         with device.scope():
             body(self._inputs)  # warm-up, outside the capture
         device.synchronize()
@@ -466,10 +468,12 @@ class FrameGraph:
         if got != self.shapes:
             raise ShapeError(f"this frame graph was captured for {self.shapes}, got {got}: capture another one")
         for name, array in inputs.items():
-            self.device.copy_from_host(self._inputs[name], array)
+            self._staging.stage_in(name, array)  # the same buffers the graph reads
         with self.device.scope():
             self._replay()
-        return {name: self.device.download(array) for name, array in self._outputs.items()}
+        hosts = {name: self._staging.fetch_later(name, array) for name, array in self._outputs.items()}
+        self.device.synchronize()
+        return {name: host.copy() for name, host in hosts.items()}
 
 
 def check_finite(array: np.ndarray, what: str) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,3 +101,8 @@ def tensorrt_on_fakes(
     yield cuda, root
     detect.cache_clear()  # the fakes leave with this test: nothing may remember them
     query_gpu.cache_clear()
+    monkeypatch.undo()
+    # inspect.getmodule caches each module's __file__ by name; the fake's file would stay cached
+    # for "tensorrt" and make the next getmodule (torch.export calls it) fail on the real,
+    # file-less tensorrt-stubs namespace package. CPython keeps that cache in a private dict.
+    inspect._filesbymodname.pop("tensorrt", None)
