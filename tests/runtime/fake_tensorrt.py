@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.engine_key import EngineKeyInputs, plan_filename
 from runtime.gpu_info import GpuInfo
-from runtime.manifest import Engine, FileRef, ShapeRange, load_manifest, save_manifest, sha256_file
+from runtime.manifest import FileRef, load_manifest, save_manifest, sha256_file
+from tests.runtime.engine_records import at_size, engine_record
 from tests.runtime.fake_pycuda import FakeCuda
 
 _NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": np.int64}
@@ -39,48 +39,27 @@ def write_fake_engines(artifacts: Path, size: tuple[int, int], version: str, gpu
 
     TensorRT 8.6 makes int64 graph inputs int32 engine tensors: so do these plans on 8.x."""
     manifest = load_manifest(artifacts, verify=False)
-    values = {"batch": 1, "height": size[0], "width": size[1]}
     records = []
     for graph in manifest.graphs_in_use():
         spec = manifest.graph(graph)
 
         def shape_of(tensor: Any) -> list[int]:
-            return [values[d] if isinstance(d, str) else d for d in tensor.shape]
+            return list(at_size(tensor, size))
 
         def dtype_of(tensor: Any, is_input: bool) -> str:
             narrowed = is_input and tensor.dtype == "int64" and version.startswith("8.")
             return "INT32" if narrowed else _TRT_NAME[tensor.dtype]
 
-        shapes = {t.name: tuple(shape_of(t)) for t in spec.inputs}
-        key = EngineKeyInputs(
-            onnx_sha256=spec.variants["fp32"].onnx.sha256,
-            precision="fp32/fp32",
-            shapes=shapes,
-            tensorrt_version=version,
-            gpu_name=gpu.name,
-            compute_capability=gpu.compute_capability,
-        )
         plan = {
             "onnx": str(manifest.graph_file(graph)),
             "inputs": {t.name: [shape_of(t), dtype_of(t, True)] for t in spec.inputs},
             "outputs": {t.name: [shape_of(t), dtype_of(t, False)] for t in spec.outputs},
         }
-        path = Path("engines") / plan_filename(graph, key.key)
-        (artifacts / path).parent.mkdir(exist_ok=True)
-        (artifacts / path).write_text(json.dumps(plan))
-        records.append(
-            Engine(
-                graph=graph,
-                precision="fp32",
-                key=key.key,
-                plan=FileRef(path.as_posix(), sha256_file(artifacts / path)),
-                tensorrt_version=version,
-                device_name=gpu.name,
-                compute_capability=gpu.compute_capability_str,
-                profile={n: ShapeRange(s, s, s) for n, s in shapes.items()},
-                key_inputs=key.to_dict(),
-            )
-        )
+        record = engine_record(manifest, graph, version=version, gpu=gpu, size=size)
+        path = artifacts / record.plan.path
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(plan))
+        records.append(dataclasses.replace(record, plan=FileRef(record.plan.path, sha256_file(path))))
     save_manifest(dataclasses.replace(manifest, engines=tuple(records)), artifacts)
 
 
