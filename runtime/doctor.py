@@ -25,7 +25,6 @@ skipped or failed check always has a reason. Exit status: 1 when a check failed,
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.atomic_io import atomic_write_bytes
+from runtime import cli
 from runtime.bench.measure import Settings, measure_cell
 from runtime.doctor_checks import (
     Checks,
@@ -50,11 +49,10 @@ from runtime.doctor_checks import (
     reference_frames,
     tensorrt_check,
 )
+from runtime.errors import InputError
 from runtime.manifest import Manifest, load_manifest
 from runtime.pipeline import Pipeline, padded_size
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
 FP32_ATOL = 1e-4  # what the export allows between ONNX Runtime and PyTorch
 # FP32 on a GPU: PyTorch lets cuDNN run FP32 convolutions in TF32 by default (10-bit mantissa).
 FP32_GPU_ATOL = 2e-3
@@ -66,14 +64,8 @@ _MATCH_CHECK = {"onnxruntime": "onnxruntime.reference_match", "tensorrt": "tenso
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="doctor.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--artifacts", type=Path, default=DEFAULT_ARTIFACTS, metavar="DIR",
-        help="artifacts folder (manifest.json and graphs/) written by export/build_engines.py "
-        "(default: artifacts/edge/)",
-    )  # fmt: skip
+    p = cli.tool_parser("doctor.py", __doc__)
+    cli.add_artifacts_argument(p)
     p.add_argument(
         "--out", type=Path, default=Path("doctor_report.json"), metavar="PATH",
         help="where to write the JSON report (default: doctor_report.json)",
@@ -178,7 +170,7 @@ class Doctor:
         target = self.workdir / "artifacts"
         shutil.copytree(self.artifacts, target, dirs_exist_ok=True)
         command = [
-            sys.executable, str(REPO / "export" / "build_engines.py"), "--from-artifacts", str(target),
+            sys.executable, str(cli.REPO / "export" / "build_engines.py"), "--from-artifacts", str(target),
             "--precision", "fp16", "--sizes", f"{width}x{height}", "-q",
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)
@@ -215,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="unfoldldm-doctor-") as workdir:
             checks = Doctor(args.artifacts, Path(workdir)).run()
     try:
-        atomic_write_bytes(args.out, (json.dumps(checks.to_dict(), indent=2) + "\n").encode())
-    except OSError as exc:
-        print(f"doctor: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        cli.write_json_report(args.out, checks.to_dict())
+    except InputError as exc:
+        print(f"doctor: {exc}", file=sys.stderr)
         return 1
     counts = {s: sum(r.status == s for r in checks.results) for s in ("ok", "skipped", "failed")}
     print(f"doctor: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; report: {args.out}")

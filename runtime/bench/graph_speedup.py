@@ -13,32 +13,22 @@ default because the device tool's machines have no TensorRT.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+from runtime import cli
 from runtime.bench.measure import synthetic_frame
 from runtime.bench.stats import summarize
 from runtime.errors import InputError
 from runtime.pipeline import Pipeline
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected WxH, got {text!r}") from exc
-    return height, width
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="graph_speedup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--artifacts", type=Path, required=True, metavar="DIR", help="artifacts folder (manifest.json)")
+    p = cli.tool_parser("graph_speedup", __doc__)
+    cli.add_artifacts_argument(p)
     p.add_argument("--backend", default="torch", choices=["torch", "tensorrt"], help="CUDA backend (default: torch)")
     p.add_argument("--precision", default="fp32", help="precision to run (default: fp32)")
-    p.add_argument("--size", type=_size, default=(720, 1280), metavar="WxH", help="frame size (default: 1280x720)")
+    cli.add_frame_size_argument(p, "--size", (720, 1280), "frame size")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames per mode (default: 3)")
     p.add_argument("--iters", type=int, default=20, help="timed frames per mode (default: 20)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here as JSON")
@@ -89,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
               f"p50 {s['p50_ms']:.2f} ms ({result['launches'][mode]})")  # fmt: skip
     print(f"speed-up of CUDA graphs: {result['speedup']:.3f}x")
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        cli.write_json_report(args.json, result)
     return 0
 
 
