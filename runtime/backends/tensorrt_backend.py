@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -197,6 +198,20 @@ class _Loaded:
     bounds: ShapeBounds
     inputs: dict[str, str]  # name -> dtype the engine takes
     outputs: dict[str, str]  # name -> dtype the engine gives
+    dla_core: int | None = None  # the DLA core it was built for; None: GPU only
+
+
+_DLA = re.compile(r"^dla(\d+)(\+gpu)?$")
+
+
+def dla_core_of(record: Engine) -> int | None:
+    """The DLA core an engine was built for, from its key's precision descriptor ("…/dla0+gpu")."""
+    descriptor = str((record.key_inputs or {}).get("precision", ""))
+    for part in descriptor.split("/"):
+        match = _DLA.match(part)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def host_array_for_engines(array: np.ndarray, int64_as_int32: bool) -> np.ndarray:
@@ -282,6 +297,10 @@ class TensorRTBackend(Backend):
             raise ManifestError(f"{path}: cannot read the engine named by manifest.engines ({exc})") from exc
         runtime: trt.Runtime = self._runtime
         engine: trt.ICudaEngine | None = None
+        dla_core = dla_core_of(record)
+        if dla_core is not None:
+            # A DLA engine runs on the core the runtime names when it deserialises it.
+            runtime.DLA_core = dla_core
         with self._logger.collect_errors() as errors:
             try:
                 engine = runtime.deserialize_cuda_engine(data)
@@ -329,7 +348,9 @@ class TensorRTBackend(Backend):
             context = create_context_without_memory(engine, caps)
         if context is None:
             raise EngineBuildError(f"{path}: TensorRT could not create an execution context: {errors}")
-        return _Loaded(record, engine, context, bounds, {n: dtypes[n] for n in inputs}, {n: dtypes[n] for n in outputs})
+        return _Loaded(
+            record, engine, context, bounds, {n: dtypes[n] for n in inputs}, {n: dtypes[n] for n in outputs}, dla_core
+        )
 
     def _share_scratch_memory(self, caps: TrtCapabilities) -> None:
         """One scratch buffer for every context: the graphs run one at a time on one stream."""
@@ -469,4 +490,8 @@ class TensorRTBackend(Backend):
         """
         if self._device is None:
             raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        on_dla = sorted({item.dla_core for items in self._engines.values() for item in items} - {None})
+        if on_dla:
+            # DLA work cannot be captured in a CUDA graph; trtexec turns graphs off with DLA too.
+            raise BackendUnavailable(f"CUDA graphs are off with DLA engines (DLA core {on_dla[0]})")
         return FrameGraph(self._device, body, example)

@@ -84,21 +84,26 @@ def nearest_frames() -> Callable[..., list[int]]:
 FAKE_ENGINE_SIZE = (160, 240)  # (H, W) of the `clean` frames
 
 
-@pytest.fixture(params=["8.6.2.3", "10.3.0.30"])
-def tensorrt_on_fakes(
-    request, monkeypatch: pytest.MonkeyPatch, export_tiny, tmp_path: Path
-) -> Iterator[tuple[FakeCuda, Path]]:
-    """Fake pycuda + fake TensorRT (`tests/runtime/fake_*.py`, GPU libraries only) of one
-    TensorRT version each, and the tiny model's artifacts with engines at FAKE_ENGINE_SIZE."""
-    cuda = install_fake_pycuda(monkeypatch)
-    install_fake_tensorrt(monkeypatch, cuda, request.param)
-    monkeypatch.setattr(trt_logger, "_shared", None)
-    detect.cache_clear()
-    query_gpu.cache_clear()
-    root = tmp_path / "artifacts"
-    shutil.copytree(export_tiny().artifacts, root)
-    write_fake_engines(root, FAKE_ENGINE_SIZE, request.param, query_gpu())
-    yield cuda, root
+@pytest.fixture
+def tensorrt_fakes(
+    monkeypatch: pytest.MonkeyPatch, export_tiny, tmp_path: Path
+) -> Iterator[Callable[..., tuple[FakeCuda, Path]]]:
+    """`install(version, dla_core=None)`: fake pycuda + fake TensorRT (`tests/runtime/fake_*.py`,
+    GPU libraries only) of that TensorRT version, and a copy of the tiny model's artifacts with
+    engines at FAKE_ENGINE_SIZE; returns the fake driver's state and the artifacts folder."""
+
+    def install(version: str, dla_core: int | None = None) -> tuple[FakeCuda, Path]:
+        cuda = install_fake_pycuda(monkeypatch)
+        install_fake_tensorrt(monkeypatch, cuda, version)
+        monkeypatch.setattr(trt_logger, "_shared", None)
+        detect.cache_clear()
+        query_gpu.cache_clear()
+        root = tmp_path / "artifacts"
+        shutil.copytree(export_tiny().artifacts, root)
+        write_fake_engines(root, FAKE_ENGINE_SIZE, version, query_gpu(), dla_core)
+        return cuda, root
+
+    yield install
     detect.cache_clear()  # the fakes leave with this test: nothing may remember them
     query_gpu.cache_clear()
     monkeypatch.undo()
@@ -106,3 +111,9 @@ def tensorrt_on_fakes(
     # for "tensorrt" and make the next getmodule (torch.export calls it) fail on the real,
     # file-less tensorrt-stubs namespace package. CPython keeps that cache in a private dict.
     inspect._filesbymodname.pop("tensorrt", None)
+
+
+@pytest.fixture(params=["8.6.2.3", "10.3.0.30"])
+def tensorrt_on_fakes(request, tensorrt_fakes) -> tuple[FakeCuda, Path]:
+    """The fakes of one TensorRT version each (both API spellings), and the artifacts."""
+    return tensorrt_fakes(request.param)

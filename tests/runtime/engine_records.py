@@ -14,13 +14,21 @@ def at_size(tensor: TensorSpec, size: tuple[int, int]) -> tuple[int, ...]:
 
 
 def engine_record(
-    manifest: Manifest, graph: str, *, version: str, gpu: GpuInfo, size: tuple[int, int], plan: FileRef | None = None
+    manifest: Manifest,
+    graph: str,
+    *,
+    version: str,
+    gpu: GpuInfo,
+    size: tuple[int, int],
+    plan: FileRef | None = None,
+    dla_core: int | None = None,
 ) -> Engine:
-    """The record of a static fp32 engine of `graph` at `size`; `plan` defaults to an unhashed name."""
+    """The record of a static fp32 engine of `graph` at `size`; `plan` defaults to an unhashed name.
+    `dla_core`: built for that DLA core (with GPU fallback), as the key's descriptor says."""
     shapes = {t.name: at_size(t, size) for t in manifest.graph(graph).inputs}
     inputs = EngineKeyInputs(
         onnx_sha256=manifest.graph(graph).variants["fp32"].onnx.sha256,
-        precision="fp32/fp32",
+        precision="fp32/fp32" + (f"/dla{dla_core}+gpu" if dla_core is not None else ""),
         shapes=shapes,
         tensorrt_version=version,
         gpu_name=gpu.name,

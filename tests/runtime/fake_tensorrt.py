@@ -34,8 +34,11 @@ _NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": n
 _TRT_NAME = {"float32": "FLOAT", "float16": "HALF", "int32": "INT32", "int64": "INT64"}
 
 
-def write_fake_engines(artifacts: Path, size: tuple[int, int], version: str, gpu: GpuInfo) -> None:
-    """Static fp32 engine records and plans at `size` (H, W), batch 1, for every graph in use.
+def write_fake_engines(
+    artifacts: Path, size: tuple[int, int], version: str, gpu: GpuInfo, dla_core: int | None = None
+) -> None:
+    """Static fp32 engine records and plans at `size` (H, W), batch 1, for every graph in use
+    (`dla_core`: recorded as built for that DLA core).
 
     TensorRT 8.6 makes int64 graph inputs int32 engine tensors: so do these plans on 8.x."""
     manifest = load_manifest(artifacts, verify=False)
@@ -55,7 +58,7 @@ def write_fake_engines(artifacts: Path, size: tuple[int, int], version: str, gpu
             "inputs": {t.name: [shape_of(t), dtype_of(t, True)] for t in spec.inputs},
             "outputs": {t.name: [shape_of(t), dtype_of(t, False)] for t in spec.outputs},
         }
-        record = engine_record(manifest, graph, version=version, gpu=gpu, size=size)
+        record = engine_record(manifest, graph, version=version, gpu=gpu, size=size, dla_core=dla_core)
         path = artifacts / record.plan.path
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(plan))
@@ -68,6 +71,9 @@ def install_fake_tensorrt(monkeypatch: Any, cuda: FakeCuda, version: str) -> typ
     import onnxruntime as ort
 
     modern = not version.startswith("8.")
+
+    module = types.ModuleType("tensorrt")
+    module.deserialised_on_dla = []  # the runtime's DLA core at each deserialisation (None: GPU)
 
     class TensorIOMode(Enum):
         INPUT = 1
@@ -164,9 +170,11 @@ def install_fake_tensorrt(monkeypatch: Any, cuda: FakeCuda, version: str) -> typ
     class Runtime:
         def __init__(self, logger: Any) -> None:
             self.logger = logger
+            self.DLA_core = -1  # what the engines deserialised next will run on
 
         def deserialize_cuda_engine(self, data: bytes) -> Engine_ | None:
             cuda.require_context("deserialize_cuda_engine")
+            module.deserialised_on_dla.append(self.DLA_core if self.DLA_core >= 0 else None)
             try:
                 return Engine_(json.loads(data))
             except (ValueError, KeyError) as exc:
@@ -177,7 +185,6 @@ def install_fake_tensorrt(monkeypatch: Any, cuda: FakeCuda, version: str) -> typ
         def __init__(self, logger: Any) -> None:
             raise RuntimeError("the fake TensorRT builds nothing (write_fake_engines writes the plans)")
 
-    module = types.ModuleType("tensorrt")
     module.__dict__.update(
         __version__=version,
         __file__=__file__,
