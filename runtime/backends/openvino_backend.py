@@ -3,17 +3,20 @@
 Feeds and outputs are numpy arrays, as on ONNX Runtime's CPU provider. The graph files are read
 once at open (and their inputs and outputs checked against the manifest); each graph is then
 compiled for the input shapes it is called with, on the first call of those shapes, and kept
-for the next frames. Compiled for fixed shapes, a graph ran about 1.7x faster than the same
-graph compiled once with dynamic height and width (measured at 640x360, docs/BENCHMARKS.md),
-and a fixed-shape compile took less time than the dynamic one, so even a single frame gains.
-A stream repeats one shape, tiles one more; `_SHAPES_PER_GRAPH` bounds what a folder of
+for the next frames. Compiled for fixed shapes, the largest graph ran 1.7x faster than when
+compiled once with dynamic batch, height and width, and compiling plus the first run took less
+time too, so even a single image gains (docs/BENCHMARKS.md, "OpenVINO against ONNX Runtime").
+A stream repeats one shape, tiles add one more; `_SHAPES_PER_GRAPH` bounds what a folder of
 differently sized images keeps compiled.
 
 Precision: OpenVINO's CPU plugin runs FP32 graphs in bf16 or f16 on CPUs that have them unless
 told otherwise, so every graph is compiled with INFERENCE_PRECISION_HINT f32: an fp32 graph
 runs at FP32, an fp16 variant file runs its FP16 weights at FP32, and an INT8 (Q/DQ) file runs
 its quantized operators in INT8 and the rest at FP32. Which variant runs is the manifest's
-choice for the `openvino/cpu` target (Manifest.precision_for), as on every backend.
+choice for the `openvino/cpu` target (Manifest.precision_for), as on every backend, except that
+`int8` without a plan for this target runs a graph's `int8-cpu` flavour (uint8 activations)
+where it has one: on OpenVINO's x86 CPU plugin the symmetric `int8` flavour came out about 10x
+further from FP32 than on ONNX Runtime, `int8-cpu` as close (docs/BENCHMARKS.md).
 
 Threads: `threads` sets INFERENCE_NUM_THREADS; left unset, OpenVINO uses one thread per
 physical core, like ONNX Runtime's intra-op default here. One stream and the latency hint keep
@@ -78,6 +81,13 @@ class OpenVinoBackend(Backend):
             import openvino  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailable("openvino is not installed (pip install openvino)") from exc
+
+    def graph_precision(self, graph: str) -> str:
+        chosen = super().graph_precision(graph)
+        planned = self.manifest.auto_precision.get(self.target, {}).get(graph, "").startswith("int8")
+        if chosen == "int8" and not planned and "int8-cpu" in self.manifest.graph(graph).variants:
+            return "int8-cpu"
+        return chosen
 
     def _config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

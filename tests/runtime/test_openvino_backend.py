@@ -3,6 +3,7 @@ precision, a missing package, and the restore CLI on a real photo."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -108,6 +109,22 @@ def test_precision_follows_the_manifest_and_refuses_missing_variants(tiny_export
     if all("int8" not in manifest.graph(g).variants for g in manifest.graphs_in_use()):
         with pytest.raises(ManifestError, match="precision int8 was asked for, but there is no int8 variant"):
             create_backend("openvino", manifest, "cpu", precision="int8").open()
+
+
+def test_int8_prefers_the_uint8_activation_flavour_unless_planned(tiny_export) -> None:
+    """The variants point at the FP32 files: only the choice of variant is under test here."""
+    manifest = load_manifest(tiny_export.artifacts)
+    graphs = dict(manifest.graphs)
+    first, second = manifest.graphs_in_use()[:2]
+    for name, flavours in ((first, ("int8", "int8-cpu")), (second, ("int8",))):
+        fp32 = graphs[name].variants["fp32"]
+        extra = {f: dataclasses.replace(fp32, precision=f) for f in flavours}
+        graphs[name] = dataclasses.replace(graphs[name], variants={**graphs[name].variants, **extra})
+    manifest = dataclasses.replace(manifest, graphs=graphs)
+    backend = create_backend("openvino", manifest, "cpu", precision="int8")
+    assert (backend.graph_precision(first), backend.graph_precision(second)) == ("int8-cpu", "int8")
+    planned = dataclasses.replace(manifest, auto_precision={"openvino/cpu": {first: "int8"}})
+    assert create_backend("openvino", planned, "cpu", precision="int8").graph_precision(first) == "int8"
 
 
 def test_a_missing_openvino_is_one_clear_line(tiny_export, monkeypatch: pytest.MonkeyPatch) -> None:
