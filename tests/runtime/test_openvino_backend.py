@@ -39,9 +39,10 @@ def _feeds(manifest, graph: str, height: int, width: int, seed: int = 0) -> dict
 def opened(tiny_export):
     """The tiny model opened on OpenVINO and on ONNX Runtime, one thread each."""
     manifest = load_manifest(tiny_export.artifacts)
-    with create_backend("openvino", manifest, "cpu", threads=1) as ov, create_backend(
-        "onnxruntime", manifest, "cpu", threads=1
-    ) as ort:
+    with (
+        create_backend("openvino", manifest, "cpu", threads=1) as ov,
+        create_backend("onnxruntime", manifest, "cpu", threads=1) as ort,
+    ):
         yield manifest, ov, ort
 
 
