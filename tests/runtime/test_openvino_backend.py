@@ -4,7 +4,9 @@ precision, a missing package, and the restore CLI on a real photo."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from runtime.backends.select import candidate_order, create_backend
 from runtime.errors import BackendUnavailable, InputError, ManifestError, ShapeError
-from runtime.manifest import load_manifest
+from runtime.manifest import MANIFEST_NAME, load_manifest, sha256_file
 from runtime.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +128,26 @@ def test_int8_prefers_the_uint8_activation_flavour_unless_planned(tiny_export) -
     assert (backend.graph_precision(first), backend.graph_precision(second)) == ("int8-cpu", "int8")
     planned = dataclasses.replace(manifest, auto_precision={"openvino/cpu": {first: "int8"}})
     assert create_backend("openvino", planned, "cpu", precision="int8").graph_precision(first) == "int8"
+
+
+def test_a_graph_openvino_cannot_read_or_of_another_model_is_refused_at_open(
+    tiny_export, export_tiny, tmp_path: Path
+) -> None:
+    other = export_tiny(share_stage_weights=True, stages=3, prior_dim=8)
+    for name, content in (("garbage", b"not an onnx graph"), ("other", None)):
+        out = tmp_path / name
+        shutil.copytree(tiny_export.artifacts, out)
+        graph = out / "graphs" / "prior.fp32.onnx"
+        if content is None:
+            shutil.copy(other.artifacts / "graphs" / "prior.fp32.onnx", graph)
+        else:
+            graph.write_bytes(content)
+        data = json.loads((out / MANIFEST_NAME).read_text())
+        data["graphs"]["prior"]["variants"]["fp32"]["onnx"]["sha256"] = sha256_file(graph)
+        (out / MANIFEST_NAME).write_text(json.dumps(data))
+        expected = "OpenVINO cannot read this graph" if content else "'noise' dimension 1 is 8 in the graph but 16"
+        with pytest.raises(ManifestError, match=expected):
+            Pipeline.from_manifest(out, backend="openvino", device="cpu", threads=1)
 
 
 def test_a_missing_openvino_is_one_clear_line(tiny_export, monkeypatch: pytest.MonkeyPatch) -> None:
