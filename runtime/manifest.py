@@ -67,7 +67,14 @@ ROLES = ("gradient", "prior", "proximal")
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 # What a user may ask a backend for: "auto" takes each graph's precision from `auto_precision`.
 REQUESTED_PRECISIONS = ("auto", "fp32", "fp16", "int8")
-BACKEND_TARGETS = ("onnxruntime/cpu", "onnxruntime/cuda", "tensorrt/cuda", "torch/cpu", "torch/cuda")
+BACKEND_TARGETS = (
+    "onnxruntime/cpu",
+    "onnxruntime/cuda",
+    "tensorrt/cuda",
+    "torch/cpu",
+    "torch/cuda",
+    "openvino/cpu",
+)
 DTYPES = ("float32", "float16", "int64")
 # Symbolic dimension names the runtime understands.
 BATCH, HEIGHT, WIDTH = "batch", "height", "width"

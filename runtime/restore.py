@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli.name_list(BACKEND_NAMES, "--backend"),
         metavar="|".join(BACKEND_NAMES),
         help="backend to run the graphs with; a comma-separated list is a fallback order, tried once at "
-        "start (default: tensorrt, then onnxruntime, then torch, GPU before CPU)",
+        "start (default: tensorrt, then onnxruntime, then torch, GPU before CPU; openvino runs when named)",
     )
     p.add_argument(
         "--device",

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.backends.graph_io import PortInfo, check_graph_io, first_line
 from runtime.errors import BackendUnavailable, InferenceError, ManifestError
 from runtime.manifest import Manifest
 
@@ -62,11 +63,6 @@ def _share_cpu_arena(ort: Any) -> None:
     memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
     ort.create_and_register_allocator(memory, ort.OrtArenaCfg({"arena_extend_strategy": 0}))  # 0: power of two
     _shared_cpu_arena = True
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class OnnxRuntimeBackend(Backend):
@@ -137,7 +133,7 @@ class OnnxRuntimeBackend(Backend):
             try:
                 session = ort.InferenceSession(str(path), options, providers=self._providers())
             except self._errors as exc:
-                raise ManifestError(f"{path}: ONNX Runtime cannot load this graph ({_first_line(exc)})") from exc
+                raise ManifestError(f"{path}: ONNX Runtime cannot load this graph ({first_line(exc)})") from exc
             got = session.get_providers()
             missing = [p for p in wanted if p != "CPUExecutionProvider" and p not in got]
             if missing:
@@ -149,22 +145,11 @@ class OnnxRuntimeBackend(Backend):
 
     def _check_io(self, graph: str, session: Any, path: str) -> None:
         """The graph file must have exactly the inputs and outputs the manifest declares."""
-        spec = self.manifest.graph(graph)
-        for kind, declared, actual in (
-            ("input", spec.inputs, session.get_inputs()),
-            ("output", spec.outputs, session.get_outputs()),
-        ):
-            got = [(a.name, _ONNX_TYPES.get(a.type, a.type), len(a.shape)) for a in actual]
-            want = [(s.name, s.dtype, len(s.shape)) for s in declared]
-            if got != want:
-                raise ManifestError(f"{path}: graph {kind}s {got} do not match manifest graphs.{graph}.{kind}s {want}")
-            for s, a in zip(declared, actual, strict=True):
-                for i, (d, g) in enumerate(zip(s.shape, a.shape, strict=True)):
-                    if isinstance(d, int) and isinstance(g, int) and d != g:
-                        raise ManifestError(
-                            f"{path}: {kind} {s.name!r} dimension {i} is {g} in the graph but {d} in manifest "
-                            f"graphs.{graph} (graph from another model?)"
-                        )
+
+        def ports(args: list[Any]) -> list[PortInfo]:
+            return [(a.name, _ONNX_TYPES.get(a.type, a.type), a.shape) for a in args]
+
+        check_graph_io(self.manifest, graph, path, ports(session.get_inputs()), ports(session.get_outputs()))
 
     def _close(self) -> None:
         self._sessions = {}
@@ -196,7 +181,7 @@ class OnnxRuntimeBackend(Backend):
             session.run_with_iobinding(binding, self._run_options)
             return dict(zip(names, binding.get_outputs(), strict=True))
         except self._errors as exc:
-            raise InferenceError(f"onnxruntime failed running graph {graph!r}: {_first_line(exc)}") from exc
+            raise InferenceError(f"onnxruntime failed running graph {graph!r}: {first_line(exc)}") from exc
 
     def _describe(self, tensor: Any) -> tuple[tuple[int, ...], str]:
         if isinstance(tensor, np.ndarray):

@@ -18,8 +18,11 @@ from runtime.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt", "openvino")
+# Backends that run on one device only; the others run on both.
+ONLY_ON = {"tensorrt": "cuda", "openvino": "cpu"}
 # GPU first, then the CPU; ONNX Runtime before torch on each device (faster, and torch may be absent).
+# OpenVINO is chosen by name only: ONNX Runtime stays the CPU backend that is always installed.
 DEFAULT_ORDER: tuple[tuple[str, str], ...] = (
     ("tensorrt", "cuda"),
     ("onnxruntime", "cuda"),
@@ -50,6 +53,10 @@ def create_backend(
         from runtime.backends.torch_backend import TorchBackend
 
         return TorchBackend(manifest, device, precision, threads, **keywords)
+    if name == "openvino":
+        from runtime.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(manifest, device, precision, threads, **keywords)
     from runtime.backends.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(manifest, device, precision, threads, **keywords)
@@ -57,7 +64,7 @@ def create_backend(
 
 def candidate_order(backends: Sequence[str] | None = None, device: str | None = None) -> list[tuple[str, str]]:
     """The candidates for a request: `backends` in the given order (None: all, default order),
-    each on `device` (None: CUDA first, then CPU). TensorRT runs on CUDA only."""
+    each on `device` (None: CUDA first, then CPU). TensorRT runs on CUDA only, OpenVINO on the CPU only."""
     for name in backends or ():
         if name not in BACKEND_NAMES:
             raise InputError(f"unknown backend {name!r} (use one of {', '.join(BACKEND_NAMES)})")
@@ -65,11 +72,12 @@ def candidate_order(backends: Sequence[str] | None = None, device: str | None = 
         raise InputError(f"unknown device {device!r} (use one of {', '.join(DEVICES)})")
     if backends:
         devices = [device] if device else ["cuda", "cpu"]
-        order = [(b, d) for b in backends for d in devices if not (b == "tensorrt" and d == "cpu")]
+        order = [(b, d) for b in backends for d in devices if ONLY_ON.get(b, d) == d]
     else:
         order = [(b, d) for b, d in DEFAULT_ORDER if device in (None, d)]
     if not order:
-        raise InputError("the tensorrt backend needs --device cuda")
+        needs = "; ".join(f"the {b} backend needs --device {ONLY_ON[b]}" for b in dict.fromkeys(backends or ()))
+        raise InputError(needs)
     return order
 
 

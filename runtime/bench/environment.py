@@ -62,6 +62,7 @@ def describe_environment(threads: int | None, uses_cuda: bool) -> dict[str, Any]
         "onnxruntime": package_version("onnxruntime", "onnxruntime-gpu"),
         "torch": package_version("torch"),
         "tensorrt": tensorrt_version(),
+        "openvino": package_version("openvino"),
         "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
         "threads": threads,

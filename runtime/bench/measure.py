@@ -72,6 +72,8 @@ def graph_precisions(manifest: Manifest, backend: str, device: str, requested: s
     """The variant each graph in use runs for this request, or the reason the request cannot run."""
     if backend == "tensorrt" and device != "cuda":
         return "TensorRT runs on CUDA only"
+    if backend == "openvino" and device != "cpu":
+        return "OpenVINO runs on the CPU only"
     graphs = manifest.graphs_in_use()
     if requested in ("fp16", "int8"):
         prefix = requested  # int8 covers the int8-cpu flavour too

@@ -12,7 +12,9 @@ def cell_label(cell: dict[str, Any]) -> str:
 
 
 def environment_line(env: dict[str, Any]) -> str:
-    versions = ", ".join(f"{k} {env[k]}" for k in ("python", "numpy", "onnxruntime", "torch", "tensorrt") if env[k])
+    # .get: a record from a --json file written before openvino was listed lacks its key.
+    libraries = ("python", "numpy", "onnxruntime", "openvino", "torch", "tensorrt")
+    versions = ", ".join(f"{k} {env[k]}" for k in libraries if env.get(k))
     threads = env["threads"] if env["threads"] is not None else "default"
     load = env["load_average_1min"]
     line = f"{env['cpu']} ({env['cpu_cores']} cores, threads: {threads}"

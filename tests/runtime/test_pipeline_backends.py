@@ -236,8 +236,9 @@ def test_runtime_imports_no_heavy_library_and_nothing_from_model_export_calibrat
         "import runtime.pipeline, runtime.restore, runtime.manifest, runtime.tiling\n"
         "import runtime.backends.select, runtime.backends.onnxruntime_backend\n"
         "import runtime.backends.torch_backend, runtime.backends.tensorrt_backend\n"
+        "import runtime.backends.openvino_backend\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('torch', 'onnx', 'onnxruntime', 'tensorrt', 'model', 'export', 'calibration'))\n"
+        "('torch', 'onnx', 'onnxruntime', 'tensorrt', 'openvino', 'model', 'export', 'calibration'))\n"
         "print(bad)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
