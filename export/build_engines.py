@@ -184,10 +184,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _prepare_onnx_artifacts(args: argparse.Namespace, out: Path) -> None:
     """Steps 1-3: export and verify; then FP16, INT8 and the `auto` plans. torch is imported here only."""
-    from export.build import BuildOptions, build_from_checkpoint
+    from export.build import ExportOptions, build_from_checkpoint
 
     shapes = tuple((1, h, w) for h, w in args.check_size) if args.check_size else None
-    options = BuildOptions(
+    options = ExportOptions(
         opset=args.opset,
         torch_programs=not args.no_torch_programs,
         graph_passes=not args.plain_graphs,

@@ -1,4 +1,6 @@
-"""Build one TensorRT engine (a serialized plan) from one ONNX graph.
+"""Build one TensorRT engine (a serialized plan) from one ONNX graph: the TensorRT calls.
+
+export/engines.py decides which engines an artifacts folder gets and calls this for each.
 
     result = build_engine("graphs/stage1_gd.fp32.onnx", "engines/stage1_gd.<key>.plan",
                           BuildOptions(mode="fp16_weak", input_shapes={"x": (1, 3, 256, 256), ...}))
@@ -41,7 +43,7 @@ from runtime.atomic_io import atomic_write_bytes
 from runtime.engine_key import EngineKeyInputs
 from runtime.errors import EngineBuildError
 from runtime.gpu_info import GpuInfo, query_gpu
-from runtime.manifest import sha256_file
+from runtime.manifest import ShapeRange, sha256_file  # a dynamic input's profile: min <= opt <= max
 from runtime.trt_version import TrtCapabilities, detect, network_creation_flags
 
 if TYPE_CHECKING:
@@ -58,18 +60,6 @@ DEFAULT_FP32_LAYER_TYPES = TENSORRT_FP32_LAYER_TYPES
 # Layer types a precision constraint never applies to (no arithmetic, or integer/shape data).
 _NEVER_CONSTRAINED = frozenset({"CONSTANT", "SHAPE", "QUANTIZE", "DEQUANTIZE", "CAST", "ASSERTION", "IDENTITY"})
 _LAYER_TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class ShapeRange:
-    """A dynamic input's optimization profile: every dimension min <= opt <= max."""
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def as_tuple(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        return (tuple(self.min), tuple(self.opt), tuple(self.max))
 
 
 def _check_shape(where: str, shape: tuple[int, ...], multiple: int | None) -> None:

@@ -213,9 +213,14 @@ class Calibration:
 
 @dataclass(frozen=True)
 class ShapeRange:
+    """An input's min/opt/max shapes: an engine's recorded profile, and what the builder is asked for."""
+
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
+
+    def as_tuple(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return (tuple(self.min), tuple(self.opt), tuple(self.max))
 
 
 @dataclass(frozen=True)
