@@ -24,17 +24,15 @@ from typing import TYPE_CHECKING
 
 from calibration.qdq import METHODS
 from calibration.sources import BUILTIN, BUILTIN_HELDOUT, load_frames
-from runtime.cli_sizes import frame_size
+from runtime import cli
 from runtime.errors import InputError, UnfoldError, report_error
 
 if TYPE_CHECKING:
     from calibration.int8 import CalibrationReport
     from calibration.precision import PrecisionResult
 
-REPO = Path(__file__).resolve().parent.parent
 # The FP16 gate's frames: two built-in held-out photos at 256x256, whatever the INT8 flags say.
 FP16_HELDOUT_FRAMES = 2
-
 
 def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
     """The calibration flags, shared with export/build_engines.py."""
@@ -58,13 +56,7 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
         "frame in memory (about 0.6 GB per 256x256 frame for edge); use --method minmax for many or large frames",
     )
     p.add_argument("--heldout-frames", type=int, default=4, help="held-out frames for the gate (default: 4)")
-    p.add_argument(
-        "--calibration-size",
-        type=frame_size,
-        default=(256, 256),
-        metavar="WxH",
-        help="frames are centre-cropped to this size (default: 256x256)",
-    )
+    cli.add_frame_size_argument(p, "--calibration-size", (256, 256), "frames are centre-cropped to this size")
     p.add_argument(
         "--degrade",
         action=argparse.BooleanOptionalAction,
@@ -167,32 +159,22 @@ def format_report(report: CalibrationReport) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="calibrate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--artifacts",
-        type=Path,
-        default=REPO / "artifacts" / "edge",
-        help="artifacts folder holding manifest.json (default: artifacts/edge, from export/build_engines.py)",
-    )
+    p = cli.tool_parser("calibrate.py", __doc__)
+    cli.add_artifacts_argument(p)
     add_calibration_arguments(p)
-    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: one per core)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+    cli.add_threads_argument(p, "CPU threads for ONNX Runtime (default: one per core)")
+    cli.add_verbosity_arguments(p, verbose="show tracebacks and debug logging")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    # Library warnings (ONNX Runtime's, quantisation's) would bury the report: errors only unless -v.
+    cli.setup_logging(args.verbose, normal=logging.ERROR, detailed=logging.DEBUG)
     try:
-        if args.threads is not None and args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        result = precision_from_args(args, args.artifacts, args.threads, not args.quiet)
+        print(format_precision(precision_from_args(args, args.artifacts, args.threads, not args.quiet)))
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
-    print(format_precision(result))
     return 0
 
 

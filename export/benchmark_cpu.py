@@ -19,7 +19,6 @@ because another job on the machine skews every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -31,10 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.cli_sizes import frame_size
 from model.checkpoint import load_model
 from model.complexity import inference_gmac
-from runtime.atomic_io import atomic_write_bytes
+from runtime import cli
 from runtime.bench.environment import cpu_name
 from runtime.bench.measure import synthetic_frame
 from runtime.errors import InputError, ManifestError, UnfoldError, report_error
@@ -42,21 +40,12 @@ from runtime.manifest import load_manifest, sha256_file
 from runtime.pipeline import Pipeline, sampler_noise
 from runtime.shipped import SHIPPED_CHECKPOINT
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="benchmark_cpu.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--artifacts",
-        type=Path,
-        default=DEFAULT_ARTIFACTS,
-        help="artifacts folder holding manifest.json (default: artifacts/edge/ in the repository)",
-    )
+    p = cli.tool_parser("benchmark_cpu.py", __doc__)
+    cli.add_artifacts_argument(p)
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -64,18 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint the artifacts were exported from, for the PyTorch eager run and the MAC count "
         "(default: model/weights/edge.pt); its sha256 must match the manifest's source",
     )
-    p.add_argument("--threads", type=int, help="threads for torch, numpy's sgemm and ONNX Runtime (default: all cores)")
+    cli.add_threads_argument(p, "threads for torch, numpy's sgemm and ONNX Runtime (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure after one warm-up (default: 3)")
     p.add_argument(
         "--frames", type=int, default=20, help="frames timed at 256x256 for the overhead figure (default: 20)"
     )
-    p.add_argument(
-        "--size",
-        type=frame_size,
-        default=(720, 1280),
-        metavar="WxH",
-        help="frame size of the eager-vs-pipeline and GFLOP/s figures (default: 1280x720)",
-    )
+    cli.add_frame_size_argument(p, "--size", (720, 1280), "frame size of the eager-vs-pipeline and GFLOP/s figures")
     p.add_argument(
         "--sgemm-size", type=int, default=4096, help="matrix size of the sgemm that measures the peak (default: 4096)"
     )
@@ -224,16 +207,11 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.threads is not None and args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         if args.repeats < 1 or args.frames < 1 or args.sgemm_size < 1:
             raise InputError("--repeats, --frames and --sgemm-size must be >= 1")
         result = run(args)
         if args.json:
-            try:
-                atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
-            except OSError as exc:
-                raise InputError(f"{args.json}: cannot be written ({exc.strerror or exc})") from exc
+            cli.write_json_report(args.json, result)
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
     print(report(result))

@@ -20,6 +20,7 @@ removed. Every file is written under a temporary name and renamed.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,18 +47,23 @@ from export.verify import check_onnx, parity_check, reference_image
 from model.checkpoint import load_model
 from model.config import ModelConfig
 from model.unfoldldm import UnfoldLDM
+from runtime.atomic_io import atomic_write_bytes
 from runtime.backends.select import create_backend
 from runtime.errors import ExportError
 from runtime.manifest import (
     MANIFEST_NAME,
+    FileRef,
     Manifest,
     PipelineCheck,
+    ReferenceFrame,
     Source,
     load_manifest,
     save_manifest,
     sha256_file,
 )
 from runtime.pipeline import Pipeline, sampler_noise
+
+REFERENCE_DIR = "reference"
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,9 @@ def _pipeline_checks(
     tolerance: float,
     threads: int | None,
     backends: Sequence[str],
-) -> tuple[PipelineCheck, ...]:
-    """The exported pipeline (padding and all) against the PyTorch model on an odd-size frame."""
+) -> tuple[tuple[PipelineCheck, ...], ReferenceFrame]:
+    """The exported pipeline (padding and all) against the PyTorch model on an odd-size frame;
+    that frame and the model's output are kept in the folder as the manifest's reference."""
     height, width = size
     frame = reference_image(1, height, width, seed=99)
     multiple, smallest = manifest.pad_multiple, manifest.min_size
@@ -121,7 +128,23 @@ def _pipeline_checks(
                 f"on a {width}x{height} frame"
             )
         checks.append(PipelineCheck(name, "cpu", (1, height, width), err))
-    return tuple(checks)
+    pixels = np.ascontiguousarray(frame.permute(0, 2, 3, 1).numpy())
+    return tuple(checks), _write_reference(manifest.root, pixels, np.ascontiguousarray(expected, dtype=np.float32))
+
+
+def _write_reference(out: Path, frame: np.ndarray, restored: np.ndarray) -> ReferenceFrame:
+    refs = []
+    for name, array in (("input.npy", frame), ("output_fp32.npy", restored)):
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        path = out / REFERENCE_DIR / name
+        try:
+            path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(path, buffer.getvalue())
+        except OSError as exc:
+            raise ExportError(f"{path}: cannot write the reference frame ({exc.strerror or exc})") from exc
+        refs.append(FileRef(path.relative_to(out).as_posix(), sha256_file(path)))
+    return ReferenceFrame(*refs)
 
 
 def build_artifacts(
@@ -185,8 +208,8 @@ def build_artifacts(
     )
     size = options.pipeline_size or (2 * smallest + multiple + 1, 3 * smallest + 2 * multiple - 1)
     backends = ["onnxruntime", "torch"] if options.torch_programs else ["onnxruntime"]
-    checks = _pipeline_checks(model, manifest, size, options.tolerance, options.threads, backends)
-    manifest = dataclasses.replace(manifest, pipeline_checks=checks)
+    checks, reference = _pipeline_checks(model, manifest, size, options.tolerance, options.threads, backends)
+    manifest = dataclasses.replace(manifest, pipeline_checks=checks, reference=reference)
     save_manifest(manifest, out)
     written = load_manifest(out, verify=True)  # read back what we wrote, hashes included
     remove_stale(out, owned, written)

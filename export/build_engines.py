@@ -34,24 +34,22 @@ from pathlib import Path
 from calibration.calibrate import add_calibration_arguments, format_precision, precision_from_args
 from export.cli_sizes import frame_size
 from export.opsets import DEFAULT_OPSET, MAX_OPSET
+from runtime import cli
 from runtime.errors import BackendUnavailable, InputError, UnfoldError, report_error
 from runtime.manifest import REQUESTED_PRECISIONS
 from runtime.shipped import SHIPPED_CHECKPOINT
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
 DEFAULT_NAME = "edge"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="build_engines.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli.tool_parser("build_engines.py", __doc__)
     p.add_argument(
         "--checkpoint",
         type=Path,
         default=DEFAULT_CHECKPOINT,
-        help=f"model checkpoint (.pt) to export (default: the shipped {DEFAULT_CHECKPOINT.relative_to(REPO)})",
+        help=f"model checkpoint (.pt) to export (default: the shipped {cli.shown(DEFAULT_CHECKPOINT)})",
     )
     p.add_argument(
         "--name",
@@ -147,18 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="FP16 engines from the FP32 graph with the FP16 builder flag and FP32 layer pins (TensorRT 8.6/10.x)",
     )
     e.add_argument("--force", action="store_true", help="rebuild engines even when a matching one exists")
-    p.add_argument("--threads", type=int, help="CPU threads for the checks (default: one per core)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+    cli.add_threads_argument(p, "CPU threads for the checks (default: one per core)")
+    cli.add_verbosity_arguments(p, quiet="no progress bar", verbose="show tracebacks and debug logging")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    # Library warnings (ONNX Runtime's, TensorRT's) would bury the summaries: errors only unless -v.
+    cli.setup_logging(args.verbose, normal=logging.ERROR, detailed=logging.DEBUG)
     try:
         _check_args(args)
-        out = args.from_artifacts or args.out or REPO / "artifacts" / args.name
+        out = args.from_artifacts or args.out or cli.REPO / "artifacts" / args.name
         if args.from_artifacts is None:
             _prepare_onnx_artifacts(args, out)
         _build_engines(args, out)
@@ -170,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
 def _check_args(args: argparse.Namespace) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
         raise InputError(f"--name {args.name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
     if args.tolerance <= 0:
         raise InputError(f"--tolerance must be positive, got {args.tolerance}")
     if args.sizes and args.profile:

@@ -44,6 +44,7 @@ from runtime.engine_key import EngineKeyInputs
 from runtime.errors import EngineBuildError
 from runtime.gpu_info import GpuInfo, query_gpu
 from runtime.manifest import ShapeRange, sha256_file  # a dynamic input's profile: min <= opt <= max
+from runtime.trt_logger import shared_logger
 from runtime.trt_version import TrtCapabilities, detect, network_creation_flags
 
 if TYPE_CHECKING:
@@ -217,35 +218,6 @@ def engine_key_for(onnx_path: str | Path, options: BuildOptions, onnx_sha256: st
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def _make_logger(severity: str) -> Any:
-    """A TensorRT logger that forwards to `logging` and keeps the errors for the exception text."""
-    import tensorrt as trt
-
-    levels = {
-        "INTERNAL_ERROR": logging.CRITICAL,
-        "ERROR": logging.ERROR,
-        "WARNING": logging.WARNING,
-        "INFO": logging.INFO,
-        "VERBOSE": logging.DEBUG,
-    }
-    order = ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE")
-    keep = set(order[: order.index(severity) + 1])
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, sev: trt.ILogger.Severity, msg: str) -> None:
-            name = str(sev.name)
-            if name in ("INTERNAL_ERROR", "ERROR"):
-                self.errors.append(msg)
-            if name in keep:
-                log.log(levels.get(name, logging.INFO), "TensorRT: %s", msg)
-
-    return _Logger()
 
 
 def _onnx_node_names(onnx_path: Path) -> list[str] | None:
@@ -422,44 +394,47 @@ def build_engine(
 
     import tensorrt as trt
 
-    logger = _make_logger(options.log_severity)
-    builder = trt.Builder(logger)
-    # TensorRT 11 types every network strongly; 10.x only in mode "strongly_typed"; 8.6 never.
-    strongly_typed = not caps.weakly_typed or (options.mode == "strongly_typed" and caps.strongly_typed)
-    network = builder.create_network(network_creation_flags(caps, strongly_typed=strongly_typed))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        details = parser_errors(parser, caps, onnx_path) or logger.errors or ["no details from the parser"]
-        raise EngineBuildError(
-            f"{onnx_path}: TensorRT {caps.version} cannot parse the graph:\n  " + "\n  ".join(details)
-        )
+    logger = shared_logger()
+    # TensorRT's errors from this thread, quoted when parsing or building fails (one logger per
+    # process: see runtime/trt_logger.py).
+    with logger.forwarding(options.log_severity), logger.collect_errors() as errors:
+        builder = trt.Builder(logger)
+        # TensorRT 11 types every network strongly; 10.x only in mode "strongly_typed"; 8.6 never.
+        strongly_typed = not caps.weakly_typed or (options.mode == "strongly_typed" and caps.strongly_typed)
+        network = builder.create_network(network_creation_flags(caps, strongly_typed=strongly_typed))
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            details = parser_errors(parser, caps, onnx_path) or errors or ["no details from the parser"]
+            raise EngineBuildError(
+                f"{onnx_path}: TensorRT {caps.version} cannot parse the graph:\n  " + "\n  ".join(details)
+            )
 
-    graph_inputs = _network_inputs(network)
-    _check_inputs(graph_inputs, options, onnx_path)
-    config = builder.create_builder_config()
-    _configure(builder, config, options, caps)
-    pinned = _pin_fp32_layers(network, options) if uses_layer_constraints(options, caps) else 0
+        graph_inputs = _network_inputs(network)
+        _check_inputs(graph_inputs, options, onnx_path)
+        config = builder.create_builder_config()
+        _configure(builder, config, options, caps)
+        pinned = _pin_fp32_layers(network, options) if uses_layer_constraints(options, caps) else 0
 
-    dynamic = any(any(d < 0 for d in shape) for shape in graph_inputs.values())
-    if dynamic or options.profile is not None:
-        profile = builder.create_optimization_profile()
-        if options.profile is not None:
-            for name, rng in options.profile.items():
-                profile.set_shape(name, rng.min, rng.opt, rng.max)
-        else:  # a static engine from a graph with dynamic dims: min = opt = max
-            for name, shape in options.input_shapes.items():
-                profile.set_shape(name, shape, shape, shape)
-        config.add_optimization_profile(profile)
+        dynamic = any(any(d < 0 for d in shape) for shape in graph_inputs.values())
+        if dynamic or options.profile is not None:
+            profile = builder.create_optimization_profile()
+            if options.profile is not None:
+                for name, rng in options.profile.items():
+                    profile.set_shape(name, rng.min, rng.opt, rng.max)
+            else:  # a static engine from a graph with dynamic dims: min = opt = max
+                for name, shape in options.input_shapes.items():
+                    profile.set_shape(name, shape, shape, shape)
+            config.add_optimization_profile(profile)
 
-    if options.timing_cache is not None:
-        _load_timing_cache(config, options.timing_cache)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        details = logger.errors[-5:] or ["no error message from TensorRT"]
-        raise EngineBuildError(
-            f"{onnx_path}: TensorRT {caps.version} failed to build the {options.precision_descriptor(caps)} engine:\n  "
-            + "\n  ".join(details)
-        )
+        if options.timing_cache is not None:
+            _load_timing_cache(config, options.timing_cache)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            details = errors[-5:] or ["no error message from TensorRT"]
+            what = f"the {options.precision_descriptor(caps)} engine"
+            raise EngineBuildError(
+                f"{onnx_path}: TensorRT {caps.version} failed to build {what}:\n  " + "\n  ".join(details)
+            )
     data = bytes(serialized)
     try:
         plan_path.parent.mkdir(parents=True, exist_ok=True)

@@ -36,12 +36,11 @@ from model.degradations import apply_case, load_kernels
 from model.inference import restore_array
 from model.training import TrainSettings, train
 from runtime.atomic_io import atomic_write_bytes
+from runtime.cli import DEFAULT_DATA, REPO
 from runtime.errors import UnfoldError, report_error
 from runtime.image_io import list_images
 from runtime.metrics import psnr
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data"
 VARIANTS = ("full", "no_prior", "holistic_only", "no_high_freq", "single_stage")
 CASES = ("noise25", "gauss_blur", "jpeg20", "mixed")
 # The main run's phase proportions (3800 / 300 / 1900 iterations of round 2).

@@ -37,15 +37,14 @@ from model.evaluation import (
 )
 from model.inference import restore_array
 from model.unfoldldm import UnfoldLDM
+from runtime.cli import DEFAULT_DATA, REPO
 from runtime.errors import InputError, UnfoldError, report_error
 from runtime.image_io import list_images, read_rgb8
 from runtime.manifest import sha256_file
 from runtime.pipeline import Pipeline
 from runtime.shipped import SHIPPED_CHECKPOINT
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
-DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_SETS = [DEFAULT_DATA / "val" / name for name in ("CBSD68", "McMaster", "Set14")]
 DEFAULT_REAL = [DEFAULT_DATA / "val" / name for name in ("RNI15", "real_blur_misc")]
 # The cases of the README's quality table; motion_blur and downup2 stay available with --cases.

@@ -17,11 +17,9 @@ from model.config import named_config
 from model.datasets import CleanFolderDataset, PairedFolderDataset, validation_pairs
 from model.degradations import load_kernels
 from model.training import TrainSettings, train
+from runtime.cli import DEFAULT_DATA, REPO
 from runtime.errors import UnfoldError
 from runtime.image_io import list_images
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,11 +25,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.cli import DEFAULT_DATA, REPO
 from runtime.errors import UnfoldError
 
-REPO = Path(__file__).resolve().parent.parent
 PROBE = REPO / "model" / "train_probe.py"
-SHARED = REPO.parent / "shared" / "data"
 VARIANTS = ("baseline", "current", "current-ddp2")
 
 
@@ -130,9 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="global batch per step (default: 8)")
     p.add_argument("--crop", type=int, default=64, help="training crop in pixels (default: 64)")
     p.add_argument("--size", default="edge", help="named model size (default: edge; tiny for a smoke test)")
-    p.add_argument("--data", type=Path, default=SHARED / "train", help="clean training photos (default: %(default)s)")
     p.add_argument(
-        "--kernels", type=Path, default=SHARED / "kernels" / "npy", help="real blur kernels (default: %(default)s)"
+        "--data", type=Path, default=DEFAULT_DATA / "train", help="clean training photos (default: %(default)s)"
+    )
+    p.add_argument(
+        "--kernels",
+        type=Path,
+        default=DEFAULT_DATA / "kernels" / "npy",
+        help="real blur kernels (default: %(default)s)",
     )
     p.add_argument("--json", type=Path, help="also write the measurements here")
     return p

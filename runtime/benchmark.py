@@ -21,70 +21,46 @@ and the latency distribution.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runtime.atomic_io import atomic_write_bytes
+from runtime import cli
 from runtime.backends.base import DEVICES
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
 from runtime.bench.measure import Settings, run_grid
 from runtime.bench.report import format_report
 from runtime.cli_sizes import frame_sizes
-from runtime.errors import InputError, ManifestError, UnfoldError, report_error
-from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS, load_manifest
+from runtime.errors import InputError, UnfoldError, report_error
+from runtime.manifest import REQUESTED_PRECISIONS, load_manifest
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
 RESULT_FORMAT = "unfoldldm-edge/benchmark"
 RESULT_SCHEMA_VERSION = 1
 
 
-def _names(allowed: tuple[str, ...], what: str) -> Any:
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-        bad = [n for n in names if n not in allowed]
-        if not names or bad:
-            raise argparse.ArgumentTypeError(f"{what}: choose from {', '.join(allowed)}, comma-separated")
-        return names
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="benchmark.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--artifacts",
-        type=Path,
-        default=DEFAULT_ARTIFACTS,
-        metavar="DIR",
-        help=f"folder holding {MANIFEST_NAME} and graphs/, written by export/build_engines.py "
-        "(default: artifacts/edge/ in the repository)",
-    )
+    p = cli.tool_parser("benchmark.py", __doc__)
+    cli.add_artifacts_argument(p, cli.DEFAULT_ARTIFACTS)
     p.add_argument(
         "--backends",
-        type=_names(BACKEND_NAMES, "--backends"),
+        type=cli.name_list(BACKEND_NAMES, "--backends"),
         default=("onnxruntime",),
         metavar="LIST",
         help=f"backends to measure, comma-separated, from {', '.join(BACKEND_NAMES)} (default: onnxruntime)",
     )
     p.add_argument(
         "--device",
-        type=_names(DEVICES, "--device"),
+        type=cli.name_list(DEVICES, "--device"),
         default=("cpu",),
         metavar="LIST",
         help="devices to measure every backend on: cpu, cuda, or cpu,cuda (default: cpu)",
     )
     p.add_argument(
         "--precisions",
-        type=_names(REQUESTED_PRECISIONS, "--precisions"),
+        type=cli.name_list(REQUESTED_PRECISIONS, "--precisions"),
         default=("auto",),
         metavar="LIST",
         help="precisions, comma-separated, from auto (each graph's planned variant for the backend), fp32, fp16, "
@@ -99,9 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed frames per cell first (default: 3)")
     p.add_argument("--iters", type=int, default=20, metavar="N", help="timed frames per cell (default: 20)")
-    p.add_argument(
-        "--threads", type=int, metavar="N", help="CPU threads for every backend (default: the backend's, one per core)"
-    )
+    cli.add_threads_argument(p, "CPU threads for every backend (default: the backend's, one per core)")
+    cli.add_backend_option_argument(p)
     p.add_argument(
         "--tile",
         type=int,
@@ -116,22 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="draw latency per graph and the latency distribution to this .png, .svg or .pdf (needs matplotlib)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    cli.add_verbosity_arguments(p)
     return p
 
 
 def benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """Run the grid `args` describes; the whole result as the JSON file stores it."""
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
     if args.tile < 0:
         raise InputError(f"--tile must be >= 0, got {args.tile}")
-    if args.artifacts == DEFAULT_ARTIFACTS and not (DEFAULT_ARTIFACTS / MANIFEST_NAME).is_file():
-        raise ManifestError(
-            f"{DEFAULT_ARTIFACTS}: the shipped model has not been exported yet; "
-            "run `python export/build_engines.py` first (or pass --artifacts DIR)"
-        )
+    cli.require_export(args.artifacts, cli.DEFAULT_ARTIFACTS)
     settings = Settings(
         backends=args.backends,
         devices=args.device,
@@ -141,6 +109,7 @@ def benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         iters=args.iters,
         threads=args.threads,
         tile=args.tile or None,
+        backend_options=args.backend_options,
     )
     manifest = load_manifest(args.artifacts)
     environment = describe_environment(args.threads, "cuda" in args.device)
@@ -163,6 +132,7 @@ def benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "iters": settings.iters,
             "threads": settings.threads,
             "tile": settings.tile,
+            **cli.options_setting(settings.backend_options),
         },
         "environment": environment,
         "results": results,
@@ -173,15 +143,12 @@ def benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    cli.setup_logging(args.verbose)
     try:
         result = benchmark(args, argv)
         print(format_report(result))
         if args.json:
-            try:
-                atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
-            except OSError as exc:
-                raise InputError(f"{args.json}: cannot be written ({exc.strerror or exc})") from exc
+            cli.write_json_report(args.json, result)
         if not result["results"]:
             raise InputError("every cell was skipped (reasons above): nothing was measured")
         if args.plot:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
+from runtime import cli
 from runtime import frame_kernels as fk
 from runtime.cli_sizes import frame_size
 from runtime.errors import InputError, UnfoldError
@@ -32,9 +33,7 @@ _DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="frame_kernels_bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli.tool_parser("frame_kernels_bench.py", __doc__)
     p.add_argument("--size", type=frame_size, default=(1080, 1920), help="frame size WIDTHxHEIGHT (default: 1920x1080)")
     p.add_argument(
         "--multiple", type=int, default=8, help="pad the planar tensor up to a multiple of this (default: 8)"

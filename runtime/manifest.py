@@ -31,6 +31,9 @@ owns the schema; one writer per build step fills it in: calibration/precision.py
                       activations it holds at its peak as a polynomial in the input's height
                       and width (per batch item), for the runtime's memory estimate
     pipeline_checks   end-to-end runs of the exported pipeline against PyTorch at export
+    reference         one frame (float32 NHWC .npy) and the PyTorch FP32 model's restoration of
+                      it, written at export: what a device compares its own output with
+                      (`runtime/doctor.py`), needing neither the checkpoint nor ONNX Runtime
     calibration       INT8 calibration record, or null
     engines           TensorRT engines built from these graphs, with their keys
     auto_precision    per backend target ("onnxruntime/cpu", "tensorrt/cuda", ...): graph name ->
@@ -175,6 +178,14 @@ class PipelineCheck:
 
 
 @dataclass(frozen=True)
+class ReferenceFrame:
+    """A frame and the PyTorch FP32 model's restoration of it (both float32 (1, H, W, 3) .npy)."""
+
+    input: FileRef
+    output: FileRef
+
+
+@dataclass(frozen=True)
 class Stage:
     stage: int  # 1-based
     gradient: str
@@ -261,6 +272,7 @@ class Manifest:
     stages: tuple[Stage, ...]
     graphs: dict[str, Graph]
     pipeline_checks: tuple[PipelineCheck, ...] = ()
+    reference: ReferenceFrame | None = None
     calibration: Calibration | None = None
     engines: tuple[Engine, ...] = ()
     auto_precision: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -576,6 +588,9 @@ def _check(manifest: Manifest) -> None:
             raise ValueError("sampler.noise_shape", f"must be [1, prior_dim] = [1, {manifest.prior_dim}]")
     if manifest.calibration is not None and manifest.calibration.report is not None:
         _check_ref(manifest.calibration.report, "calibration.report")
+    if manifest.reference is not None:
+        _check_ref(manifest.reference.input, "reference.input")
+        _check_ref(manifest.reference.output, "reference.output")
     for i, engine in enumerate(manifest.engines):
         if engine.graph not in manifest.graphs:
             raise ValueError(f"engines[{i}].graph", f"names graph {engine.graph!r}, which is not in graphs")
@@ -611,6 +626,9 @@ def file_refs(manifest: Manifest) -> list[tuple[str, FileRef]]:
         refs.append(("calibration.report", manifest.calibration.report))
     for i, engine in enumerate(manifest.engines):
         refs.append((f"engines[{i}].plan", engine.plan))
+    if manifest.reference is not None:
+        refs.append(("reference.input", manifest.reference.input))
+        refs.append(("reference.output", manifest.reference.output))
     return refs
 
 

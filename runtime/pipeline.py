@@ -42,19 +42,23 @@ Two speed-for-quality knobs, per call (issue 5; `runtime/tradeoffs.py` measures 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, Fetched
+from runtime.backends.options import BackendOptions
 from runtime.backends.select import candidate_order, open_backend
-from runtime.errors import InputError, ShapeError
+from runtime.errors import BackendUnavailable, InferenceError, InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
 from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, plan_tiles_for_budget
 from runtime.prior_cache import PriorCache
 from runtime.tiling import Blender, Tile, check_tiling, plan_tiles
+
+log = logging.getLogger(__name__)
 
 NOISE_RULE = (
     "numpy.random.default_rng(noise_seed).standard_normal(noise_shape, dtype=numpy.float32), broadcast over the batch"
@@ -109,9 +113,12 @@ class Pipeline:
         tile: int | str | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         max_memory: int = DEFAULT_MAX_MEMORY,
+        cuda_graphs: bool = True,
     ) -> None:
         """`tile`: None or 0 for whole frames, N for N x N tiles, "auto" for tiles only where a
-        whole frame's estimated memory is over `max_memory` bytes."""
+        whole frame's estimated memory is over `max_memory` bytes. `cuda_graphs`: on a CUDA
+        backend, replay each whole frame of a given shape as one captured CUDA graph (without a
+        prior cache; plain launches where capture is refused, see `launches`)."""
         if tile == AUTO_TILE:
             if max_memory <= 0:
                 raise InputError(f"the memory budget must be positive, got {max_memory}")
@@ -128,6 +135,9 @@ class Pipeline:
         self.max_memory = max_memory
         self._noise = sampler_noise(manifest)
         self._constants: dict[int, dict[str, Any]] = {}  # per batch size: uploaded noise, stage, zero z
+        self.cuda_graphs = cuda_graphs
+        self._frame_graphs: dict[tuple[Any, ...], Any] = {}  # (shape, depth) -> FrameGraph, or why not
+        self._launches = "no frame yet"
 
     @classmethod
     def from_manifest(
@@ -141,16 +151,20 @@ class Pipeline:
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         verify: bool = True,
         max_memory: int = DEFAULT_MAX_MEMORY,
+        backend_options: BackendOptions | None = None,
+        cuda_graphs: bool = True,
     ) -> Pipeline:
         """Read `<artifacts>/manifest.json` (checking every file's sha256 when `verify`) and
         open the first available backend among `backend` (a name, names in order of preference,
         or None for the default order: TensorRT, ONNX Runtime, torch; GPU before CPU).
-        `precision` is auto, fp32, fp16 or int8 (see Manifest.precision_for)."""
+        `precision` is auto, fp32, fp16 or int8 (see Manifest.precision_for). `backend_options`
+        (e.g. {"io_binding": True}) go to the backend that has them; setting one leaves out the
+        candidates that do not (runtime/backends/options.py). `cuda_graphs`: see `__init__`."""
         manifest = load_manifest(artifacts, verify=verify)
         names = [backend] if isinstance(backend, str) else backend
-        opened = open_backend(manifest, candidate_order(names, device), precision, threads)
+        opened = open_backend(manifest, candidate_order(names, device), precision, threads, backend_options)
         try:
-            return cls(manifest, opened, tile, tile_overlap, max_memory)
+            return cls(manifest, opened, tile, tile_overlap, max_memory, cuda_graphs)
         except BaseException:
             opened.close()
             raise
@@ -253,24 +267,78 @@ class Pipeline:
         b = self.backend
         # Per-graph progress only where run() returns after the work is done: never a device sync.
         report = progress if b.runs_synchronously else None
-        total, done = 3 * len(plan), 0
-        y_dev = b.upload(y)
-        x = y_dev
-        for stage in plan:
-            v = b.run(stage.gradient, {"x": x, "y": y_dev})["v"]
-            del x  # the previous estimate is read; free it before the next graphs run
-            z = self._stage_prior(stage, v, y.shape[0], cached, prior_cache)
-            x = b.run(stage.proximal, {"v": v, "z": z})["x"]
-            del v, z
-            done += 3
-            if report is not None:
-                report(done, total)
-        out = b.download(x)
+        total = 3 * len(plan)
+        captured = self._run_captured(y, plan) if prior_cache is None else None
+        if captured is not None:
+            if progress is not None:
+                progress(total, total)
+            return captured
+        # One wait per frame: the input goes in through a kept buffer, the priors to be cached
+        # and the output come back through copies queued on the device, read after `finish`.
+        fetched: dict[int, Fetched] | None = {} if prior_cache is not None else None
+        x = self._stage_loop(b.stage_in("y", y), y.shape[0], plan, cached, fetched, report)
+        out = b.fetch_later("x", x)
+        del x
+        b.finish()
+        _store_priors(prior_cache, fetched)
         if progress is not None and report is None:
             progress(total, total)
-        return out
+        return out.get()
+
+    @property
+    def launches(self) -> str:
+        """How the last whole frame ran on the device: "cuda graph", or "plain launches" and why."""
+        return self._launches
 
     # ------------------------------------------------------------------ internals
+
+    def _stage_loop(
+        self,
+        y_dev: Any,
+        batch: int,
+        plan: tuple[Stage, ...],
+        cached: dict[int, np.ndarray] | None,
+        fetched: dict[int, Fetched] | None,
+        report: Progress | None,
+    ) -> Any:
+        """The stages on a whole frame already on the backend; the estimate x stays there."""
+        b = self.backend
+        x, total = y_dev, 3 * len(plan)
+        for done, stage in enumerate(plan, start=1):
+            v = b.run(stage.gradient, {"x": x, "y": y_dev})["v"]
+            del x  # the previous estimate is read; free it before the next graphs run
+            z = self._stage_prior(stage, v, batch, cached, fetched)
+            x = b.run(stage.proximal, {"v": v, "z": z})["x"]
+            del v, z
+            if report is not None:
+                report(3 * done, total)
+        return x
+
+    def _run_captured(self, y: np.ndarray, plan: tuple[Stage, ...]) -> np.ndarray | None:
+        """The frame replayed as one CUDA graph (captured on the first frame of this shape and
+        depth), or None: plain launches, with the reason in `launches` (logged once per shape)."""
+        if not self.cuda_graphs or self.backend.device != "cuda":
+            self._launches = "plain launches (CUDA graphs off)" if not self.cuda_graphs else "plain launches (CPU)"
+            return None
+        key = (y.shape, len(plan))
+        if key not in self._frame_graphs:
+
+            def body(inputs: dict[str, Any]) -> dict[str, Any]:
+                return {"x": self._stage_loop(inputs["y"], y.shape[0], plan, None, None, None)}
+
+            try:
+                self._frame_graphs[key] = self.backend.frame_graph(body, {"y": y})
+            except (BackendUnavailable, InferenceError, RuntimeError) as exc:  # capture refused
+                self._frame_graphs[key] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            entry = self._frame_graphs[key]
+            how = "one CUDA graph" if not isinstance(entry, str) else f"plain launches ({entry})"
+            log.info("frames of %s through %d stages run as %s", list(y.shape), len(plan), how)
+        entry = self._frame_graphs[key]
+        if isinstance(entry, str):
+            self._launches = f"plain launches ({entry})"
+            return None
+        self._launches = "cuda graph"
+        return entry({"y": y})["x"]
 
     def _stage_plan(self, stages: int | None) -> tuple[Stage, ...]:
         """The first `stages` stages of the manifest's plan (all of them for None)."""
@@ -320,16 +388,19 @@ class Pipeline:
         v: Any,
         batch: int,
         cached: dict[int, np.ndarray] | None,
-        prior_cache: PriorCache | None,
+        fetched: dict[int, Fetched] | None,
     ) -> Any:
-        """z for one stage: the cached prior on a cache hit, else the prior graph (stored on a miss)."""
+        """z for one stage: the cached prior on a cache hit, else the prior graph. On a miss
+        with a cache (`fetched` not None), z's copy to the host is queued into `fetched`: the
+        prior graph's output buffer is the same for every stage, so it is copied before the next
+        stage's prior overwrites it, and read once the frame is finished."""
         if stage.prior is None:
             return self._prior(stage, v, batch)
         if cached is not None:
-            return self.backend.upload(cached[stage.stage])
+            return self.backend.stage_in(("z", stage.stage), cached[stage.stage])
         z = self._prior(stage, v, batch)
-        if prior_cache is not None:
-            prior_cache.store(stage.stage, self.backend.download(z))
+        if fetched is not None:
+            fetched[stage.stage] = self.backend.fetch_later(("z", stage.stage), z)
         return z
 
     def _run_tiled(
@@ -360,6 +431,7 @@ class Pipeline:
                 progress(done, total)
 
         x: np.ndarray | None = None  # None: stage 1 starts from y
+        fetched: dict[int, Fetched] | None = {} if prior_cache is not None else None
         with b.returning_memory():
             for stage in plan:
                 blend = Blender(n, c, h, w, self.tile_overlap)
@@ -370,7 +442,7 @@ class Pipeline:
                 v = blend.result()
                 del blend
                 # A cache hit skips the prior graph, so the whole-frame v need not be uploaded.
-                z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, prior_cache)
+                z = self._stage_prior(stage, None if cached is not None else b.upload(v), n, cached, fetched)
                 step()
                 blend = Blender(n, c, h, w, self.tile_overlap)
                 for t in tiles:
@@ -381,6 +453,8 @@ class Pipeline:
                 del v, z
                 x = blend.result()
                 del blend
+        b.finish()
+        _store_priors(prior_cache, fetched)
         assert x is not None
         return x
 
@@ -390,6 +464,13 @@ class Pipeline:
         y_t = y_tile(tile)
         x_t = y_t if x is None else x[:, :, tile.rows, tile.cols]
         return {"x": self.backend.upload(x_t), "y": self.backend.upload(y_t)}
+
+
+def _store_priors(prior_cache: PriorCache | None, fetched: dict[int, Fetched] | None) -> None:
+    """Hand the priors a frame computed to the cache, once the backend has finished the frame."""
+    if prior_cache is not None and fetched is not None:
+        for stage, z in fetched.items():
+            prior_cache.store(stage, z.get())
 
 
 def _hwc_tile(frames: np.ndarray, tile: Tile, height: int, width: int) -> np.ndarray:

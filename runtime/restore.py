@@ -35,7 +35,6 @@ be read or a live source was lost, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 import traceback
@@ -44,7 +43,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from runtime import cli
 from runtime.backends.select import BACKEND_NAMES
+from runtime.cli import DEFAULT_ARTIFACTS
 from runtime.errors import InferenceError, InputError, ManifestError, ShapeError, UnfoldError, report_error
 from runtime.image_io import (
     Image,
@@ -53,7 +54,7 @@ from runtime.image_io import (
     write_image,
 )
 from runtime.image_jobs import image_jobs, make_output_folder
-from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS, load_manifest
+from runtime.manifest import REQUESTED_PRECISIONS, load_manifest
 from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, describe_plan, format_bytes, parse_size
 from runtime.pipeline import AUTO_TILE, DEFAULT_TILE_OVERLAP, Pipeline
 from runtime.shipped import SHIPPED_SHA256
@@ -68,29 +69,12 @@ from runtime.video.restore_video import (
 from runtime.video.sources import open_source
 from runtime.video.wrappers import DelayedProcess
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
 # Per-image problems: the image is skipped and listed, the rest of the folder goes on.
 IMAGE_ERRORS = (InputError, ShapeError, InferenceError)
 # Exit status after Ctrl-C, as shells report a process ended by SIGINT.
 EXIT_INTERRUPTED = 130
 # A frame's progress bar appears only once it has run this long: quick frames stay silent.
 PROGRESS_DELAY_S = 3.0
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the repository when it is inside it (for help texts)."""
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def _backends(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [n for n in names if n not in BACKEND_NAMES]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(
-            f"choose from {', '.join(BACKEND_NAMES)} (comma-separated for a fallback order)"
-        )
-    return names
 
 
 def _tile(text: str) -> int | str:
@@ -113,9 +97,7 @@ def _memory(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="restore.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli.tool_parser("restore.py", __doc__)
     p.add_argument(
         "input",
         metavar="INPUT",
@@ -131,17 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         "a video: a video file (by extension), a folder of numbered frames, or a pattern such as out/%%06d.png "
         "(required, except for a video with --preview)",
     )
-    p.add_argument(
-        "--artifacts",
-        type=Path,
-        default=DEFAULT_ARTIFACTS,
-        metavar="DIR",
-        help=f"folder holding {MANIFEST_NAME} and graphs/, written by export/build_engines.py "
-        f"(default: the shipped model's, {_shown(DEFAULT_ARTIFACTS)}/)",
-    )
+    cli.add_artifacts_argument(p, DEFAULT_ARTIFACTS)  # this module's name: tests point it elsewhere
     p.add_argument(
         "--backend",
-        type=_backends,
+        type=cli.name_list(BACKEND_NAMES, "--backend"),
         metavar="|".join(BACKEND_NAMES),
         help="backend to run the graphs with; a comma-separated list is a fallback order, tried once at "
         "start (default: tensorrt, then onnxruntime, then torch, GPU before CPU)",
@@ -189,16 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace outputs that already exist (default: refuse, naming the file, before anything runs)",
     )
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the backend (default: one per core)")
+    cli.add_threads_argument(p)
+    cli.add_backend_option_argument(p)
     _add_video_arguments(p)
-    p.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bars, no tiling line and no summary or result line"
-    )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="show tracebacks, which backend was chosen and the precision each graph runs",
+    cli.add_verbosity_arguments(
+        p,
+        quiet="no progress bars, no tiling line and no summary or result line",
+        verbose="show tracebacks, which backend was chosen and the precision each graph runs",
     )
     return p
 
@@ -322,13 +294,7 @@ def _restore_file(pipeline: Pipeline, source: Path, target: Path, args: argparse
 
 
 def _open_pipeline(args: argparse.Namespace) -> Pipeline:
-    if args.artifacts == DEFAULT_ARTIFACTS and not (DEFAULT_ARTIFACTS / MANIFEST_NAME).is_file():
-        raise ManifestError(
-            f"{DEFAULT_ARTIFACTS}: the shipped model has not been exported yet; "
-            "run `python export/build_engines.py` first (or pass --artifacts DIR)"
-        )
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    cli.require_export(args.artifacts, DEFAULT_ARTIFACTS)
     if args.artifacts == DEFAULT_ARTIFACTS:
         # Artifacts exported from older weights (say the interim model) would run silently otherwise.
         # Checked on the manifest alone, before any backend session is opened.
@@ -347,6 +313,7 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
         tile=args.tile or None,
         tile_overlap=args.tile_overlap,
         max_memory=args.max_memory,
+        backend_options=args.backend_options,
     )
     graphs = pipeline.manifest.graphs.values()
     if args.tile == AUTO_TILE and not args.quiet and any(g.activation_bytes is None for g in graphs):
@@ -361,7 +328,7 @@ def _open_pipeline(args: argparse.Namespace) -> Pipeline:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    cli.setup_logging(args.verbose)
     video_flags = _video_flags(args)
     if is_video_input(args.input, args.output, bool(video_flags)):
         if args.output is None and not args.preview:

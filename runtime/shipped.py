@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runtime.cli import REPO
 from runtime.errors import CheckpointError
 from runtime.manifest import sha256_file
 
-REPO = Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINT = REPO / "model" / "weights" / "edge.pt"
 SHIPPED_SHA256 = "b0e57a63566c91649216320c6387c6b03b1c0f6dd0f743ded95576d6f6d9a735"
 

@@ -34,8 +34,6 @@ size; they are only meaningful on an otherwise idle machine (the JSON records th
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 import sys
 import time
@@ -47,23 +45,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from runtime.atomic_io import atomic_write_bytes
+from runtime import cli
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
 from runtime.bench.report import text_table
-from runtime.cli_sizes import frame_size
-from runtime.errors import InputError, ManifestError, UnfoldError, report_error
+from runtime.errors import InputError, UnfoldError, report_error
 from runtime.image_io import centre_crop, list_images, read_rgb8
-from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
+from runtime.manifest import REQUESTED_PRECISIONS
 from runtime.metrics import psnr
 from runtime.pipeline import Pipeline
 from runtime.prior_cache import DEFAULT_SCENE_THRESHOLD, PriorCache
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
-DEFAULT_DATA = REPO.parent / "shared" / "data"
-DEFAULT_IMAGES = DEFAULT_DATA / "val" / "CBSD68"
-DEFAULT_CLIP = DEFAULT_DATA / "video" / "vid4_walk"
+DEFAULT_IMAGES = cli.DEFAULT_DATA / "val" / "CBSD68"
+DEFAULT_CLIP = cli.DEFAULT_DATA / "video" / "vid4_walk"
 
 
 # --------------------------------------------------------------------------- data
@@ -271,16 +265,6 @@ def format_report(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _reuse_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
@@ -292,28 +276,21 @@ def _reuse_list(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python runtime/tradeoffs.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="exported model folder")
+    parser = cli.tool_parser("python runtime/tradeoffs.py", __doc__)
+    cli.add_artifacts_argument(parser)
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="onnxruntime", help="backend to measure")
     parser.add_argument("--precision", choices=REQUESTED_PRECISIONS, default="auto", help="graph precision")
-    parser.add_argument("--threads", type=_positive, help="backend threads (default: the backend's, one per core)")
+    cli.add_threads_argument(parser, "backend threads (default: the backend's, one per core)")
+    cli.add_backend_option_argument(parser)
     parser.add_argument(
         "--images", type=Path, default=DEFAULT_IMAGES, help="folder of clean photographs for the depth table"
     )
-    parser.add_argument("--image-count", type=_positive, help="use only the first N images (default: all)")
+    parser.add_argument("--image-count", type=cli.positive_int, help="use only the first N images (default: all)")
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="folder of the clean clip's frames, in order")
-    parser.add_argument("--frames", type=_positive, help="use only the first N frames of the clip (default: all)")
     parser.add_argument(
-        "--size",
-        type=frame_size,
-        default=(240, 320),
-        metavar="WIDTHxHEIGHT",
-        help="centre crop of the clip's frames (default 320x240)",
+        "--frames", type=cli.positive_int, help="use only the first N frames of the clip (default: all)"
     )
+    cli.add_frame_size_argument(parser, "--size", (240, 320), "centre crop of the clip's frames")
     parser.add_argument("--sigma", type=int, default=25, help="Gaussian noise sigma in 8-bit levels (default 25)")
     parser.add_argument(
         "--reuse",
@@ -329,8 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"scene-change threshold of the prior cache (default {DEFAULT_SCENE_THRESHOLD})",
     )
     parser.add_argument("--json", type=Path, help="also write the settings, environment and tables to this JSON file")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more, and print tracebacks on errors")
+    cli.add_verbosity_arguments(parser, verbose="log more, and print tracebacks on errors")
     return parser
 
 
@@ -339,17 +315,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"--sigma must be >= 0, got {args.sigma}")
     if not args.scene_threshold > 0:
         raise InputError(f"--scene-threshold must be > 0, got {args.scene_threshold}")
-    if args.artifacts == DEFAULT_ARTIFACTS and not (DEFAULT_ARTIFACTS / MANIFEST_NAME).is_file():
-        raise ManifestError(
-            f"{DEFAULT_ARTIFACTS}: the shipped model has not been exported yet; "
-            "run `python export/build_engines.py` first (or pass --artifacts DIR)"
-        )
+    cli.require_export(args.artifacts)
     images = load_images(args.images, args.image_count)
     clip = load_clip(args.clip, args.frames, args.size)
     noisy_images = [add_noise(img, args.sigma, i) for i, img in enumerate(images)]
     noisy_clip = np.stack([add_noise(f, args.sigma, i) for i, f in enumerate(clip)])
     progress = not args.quiet
-    with Pipeline.from_manifest(args.artifacts, args.backend, "cpu", args.precision, args.threads) as pipeline:
+    with Pipeline.from_manifest(
+        args.artifacts, args.backend, "cpu", args.precision, args.threads, backend_options=args.backend_options
+    ) as pipeline:
         timer = Timer(pipeline)
         sets = {args.images.name: (images, noisy_images), args.clip.name: (list(clip), list(noisy_clip))}
         depth = depth_rows(timer, sets, progress)
@@ -365,6 +339,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "clip_size": {"width": args.size[1], "height": args.size[0]},
             "sigma": args.sigma,
             "scene_threshold": args.scene_threshold,
+            **cli.options_setting(args.backend_options),
         },
         "environment": describe_environment(args.threads, uses_cuda=False),
         "clip_input_psnr_db": float(np.mean([psnr(y, c) for y, c in zip(noisy_clip, clip, strict=True)])),
@@ -376,15 +351,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    cli.setup_logging(args.verbose)
     try:
         result = measure(args)
         print(format_report(result))
         if args.json:
-            try:
-                atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
-            except OSError as exc:
-                raise InputError(f"{args.json}: cannot be written ({exc.strerror or exc})") from exc
+            cli.write_json_report(args.json, result)
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
     return 0

@@ -22,8 +22,6 @@ has to hide. The figures depend on what else runs on the machine: measure on an 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import statistics
 import sys
 import tempfile
@@ -34,50 +32,33 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from runtime.atomic_io import atomic_write_bytes
+from runtime import cli
 from runtime.backends.select import BACKEND_NAMES
 from runtime.bench.environment import describe_environment
 from runtime.bench.report import environment_line
 from runtime.bench.stats import summarize
-from runtime.cli_sizes import frame_size
-from runtime.errors import InputError, ManifestError, UnfoldError, report_error
+from runtime.errors import InputError, UnfoldError, report_error
 from runtime.image_io import centre_crop
-from runtime.manifest import MANIFEST_NAME, REQUESTED_PRECISIONS
+from runtime.manifest import REQUESTED_PRECISIONS
 from runtime.pipeline import Pipeline
 from runtime.video.loop import run_video
 from runtime.video.sinks import FOURCC_BY_EXTENSION, VideoFileSink
 from runtime.video.sources import open_source
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARTIFACTS = REPO / "artifacts" / "edge"
-DEFAULT_CLIP = REPO.parent / "shared" / "data" / "video" / "vid4_walk"
+DEFAULT_CLIP = cli.DEFAULT_DATA / "video" / "vid4_walk"
 GOAL_RATIO = 0.9
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="video_throughput.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--artifacts",
-        type=Path,
-        default=DEFAULT_ARTIFACTS,
-        metavar="DIR",
-        help="exported model folder, written by export/build_engines.py (default: artifacts/edge)",
-    )
+    p = cli.tool_parser("video_throughput.py", __doc__)
+    cli.add_artifacts_argument(p)
     p.add_argument(
         "--clip",
         default=str(DEFAULT_CLIP),
         metavar="SOURCE",
         help="the clip: a folder of frames, a frame pattern or a video file (default: ../shared/data/video/vid4_walk)",
     )
-    p.add_argument(
-        "--size",
-        type=frame_size,
-        default=(240, 320),
-        metavar="WxH",
-        help="centre crop of every frame, WIDTHxHEIGHT (default: 320x240)",
-    )
+    cli.add_frame_size_argument(p, "--size", (240, 320), "centre crop of every frame")
     p.add_argument("--frames", type=int, metavar="N", help="use the first N frames of the clip (default: all)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the encoded clip (default: 25)")
     p.add_argument(
@@ -94,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for the backend (default: cpu)")
     p.add_argument("--precision", choices=REQUESTED_PRECISIONS, default="auto", help="graph precision (default: auto)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the backend (default: one per core)")
+    cli.add_threads_argument(p)
+    cli.add_backend_option_argument(p)
     p.add_argument("--warmup", type=int, default=2, metavar="N", help="warm-up frames, not timed (default: 2)")
     p.add_argument(
         "--rounds",
@@ -105,8 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--queue-size", type=int, default=4, metavar="N", help="queue size of the video loop (default: 4)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures and the environment as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    cli.add_verbosity_arguments(p)
     return p
 
 
@@ -213,6 +194,7 @@ def measure(args: argparse.Namespace, pipeline: Pipeline, work: Path) -> dict[st
             "warmup": args.warmup,
             "rounds": args.rounds,
             "queue_size": args.queue_size,
+            **cli.options_setting(args.backend_options),
         },
         "environment": describe_environment(args.threads, uses_cuda=pipeline.backend.device == "cuda"),
         "encode_alone": {"frames": n, "seconds": encode_s, "fps": n / encode_s},
@@ -249,7 +231,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    cli.setup_logging(args.verbose)
     try:
         for flag, value, least in (
             ("--frames", args.frames, 1),
@@ -258,21 +240,22 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if value is not None and value < least:
                 raise InputError(f"{flag} must be >= {least}, got {value}")
-        if args.artifacts == DEFAULT_ARTIFACTS and not (DEFAULT_ARTIFACTS / MANIFEST_NAME).is_file():
-            raise ManifestError(
-                f"{DEFAULT_ARTIFACTS}: the shipped model has not been exported yet; "
-                "run `python export/build_engines.py` first (or pass --artifacts DIR)"
-            )
+        cli.require_export(args.artifacts)
         with (
             Pipeline.from_manifest(
-                args.artifacts, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads
+                args.artifacts,
+                backend=args.backend,
+                device=args.device,
+                precision=args.precision,
+                threads=args.threads,
+                backend_options=args.backend_options,
             ) as pipeline,
             tempfile.TemporaryDirectory(prefix="video_throughput_") as work,
         ):
             result = measure(args, pipeline, Path(work))
         print(format_table(result))
         if args.json is not None:
-            atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
+            cli.write_json_report(args.json, result)
             print(f"wrote {args.json}")
     except UnfoldError as exc:
         return report_error(exc, args.verbose)

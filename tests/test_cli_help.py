@@ -53,6 +53,10 @@ FLAGS = {
         "--artifacts", "--backend", "--precision", "--threads", "--images", "--image-count", "--clip", "--frames",
         "--size", "--sigma", "--reuse", "--scene-threshold", "--json",
     ],
+    "runtime/doctor.py": ["--artifacts", "--out", "--keep"],
+    "runtime/bench/graph_speedup.py": [
+        "--artifacts", "--backend", "--precision", "--size", "--warmup", "--iters", "--json",
+    ],
     "model/train.py": [],
     "model/evaluate.py": [],
 }  # fmt: skip
@@ -89,6 +93,8 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         "runtime.video_throughput",
         "runtime.tradeoffs",
         "runtime.frame_kernels_bench",
+        "runtime.doctor",
+        "runtime.bench.graph_speedup",
         "model.train",
         "model.evaluate",
         "model.ablation",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's one device script: every check that needs an NVIDIA GPU, run as one command in
 # the fixed time slot a lent GPU gives (docs/TRAINING.md, "GPU burst").
-#   1. GPU-path checks (at most 4 minutes): the `gpu`- and `tensorrt`-marked tests.
+#   1. GPU-path checks (at most 4 minutes): the `gpu`- and `tensorrt`-marked tests, then
+#      runtime/doctor.py on the shipped model exported there (FP32 graphs only, for time), and
+#      the torch-CUDA pipeline at 1280x720 with and without CUDA graphs (runtime/bench/graph_speedup.py).
 #   2. Training burst (at most 5 minutes): continue training the shipped weights on the GPU with
 #      mixed precision and large batches; checkpoints and history land under $OUT/burst.
 #
@@ -51,8 +53,24 @@ if [ "$DRY" = 1 ]; then
   # On a CPU the marked tests skip; collecting them proves the selection and the imports work.
   timeout 240 "$PY" -m pytest -m "gpu or tensorrt" -q -p no:cacheprovider --collect-only 2>&1 | tail -n 3
 else
-  timeout 240 "$PY" -m pytest -m "gpu or tensorrt" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/gpu_checks.log"
+  # The doctor needs artifacts with their reference frame, and the torch programs must come from
+  # the device's own PyTorch: export the shipped model there (FP32 only), in the background on
+  # the spare cores while the GPU tests run (the export took 8.7 minutes on 2 loaded CPU cores).
+  timeout 170 "$PY" export/build_engines.py --out "$OUT/artifacts" --no-fp16 --no-int8 -q >"$OUT/export.log" 2>&1 &
+  exporter=$!
+  timeout 120 "$PY" -m pytest -m "gpu or tensorrt" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/gpu_checks.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  if wait "$exporter"; then
+    timeout 30 "$PY" runtime/doctor.py --artifacts "$OUT/artifacts" --out "$OUT/doctor_report.json" 2>&1 \
+      | tee "$OUT/doctor.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    # The torch-CUDA pipeline at 1280x720 with and without whole-frame CUDA graphs, one run.
+    timeout 30 "$PY" -m runtime.bench.graph_speedup --artifacts "$OUT/artifacts" --size 1280x720 --iters 10 \
+      --json "$OUT/graph_speedup.json" 2>&1 | tee "$OUT/graph_speedup.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  else
+    echo "on_gpu: export for the doctor failed or ran out of time: $OUT/export.log"; tail -n 5 "$OUT/export.log"; status=1
+  fi
 fi
 
 echo "== 2. Training burst (at most 5 minutes)"

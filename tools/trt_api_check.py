@@ -42,11 +42,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime import cli
+from runtime.cli import REPO
+
 STUB_DISTRIBUTION = "tensorrt-stubs"
 STUB_PIN = "10.13.0.35.1"
 BINDINGS_STUB = "tensorrt_bindings/tensorrt.pyi"
 PACKAGE_STUB = "tensorrt/__init__.pyi"
-REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("export", "runtime", "calibration", "model")
 MODULE = "tensorrt"  # owner name for module-level allow-list entries
 MODULE_FACTORIES = frozenset({"import_tensorrt"})  # project functions that return the tensorrt module
@@ -717,9 +719,7 @@ def check_project(root: Path = REPO, index: StubIndex | None = None) -> tuple[li
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trt_api_check.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.tool_parser("trt_api_check.py", __doc__)
     parser.add_argument(
         "files", nargs="*", type=Path, help="modules to check (default: every project module that imports tensorrt)"
     )

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +24,8 @@ from runtime.errors import BackendUnavailable, InputError, ShapeError
 from runtime.manifest import BATCH, HEIGHT, REQUESTED_PRECISIONS, WIDTH, Manifest, TensorSpec
 
 DEVICES = ("cpu", "cuda")
+# A whole frame's device work: device inputs (name -> tensor) -> device outputs.
+FrameBody = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +146,7 @@ class Backend(ABC):
         bound: dict[str, int] = {}
         for spec in specs:
             shape, dtype = self._describe(feeds[spec.name])
-            if dtype != spec.dtype:
+            if dtype != spec.dtype and dtype != self._device_dtype(spec.dtype):
                 raise ShapeError(f"graph {graph!r} input {spec.name!r} must be {spec.dtype}, got {dtype}")
             if len(shape) != len(spec.shape):
                 raise ShapeError(
@@ -183,6 +185,11 @@ class Backend(ABC):
     @abstractmethod
     def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]: ...
 
+    def _device_dtype(self, dtype: str) -> str:
+        """The dtype this backend keeps a graph input of `dtype` in on its device (the same,
+        except where its engines take another, e.g. int32 for int64 on TensorRT 8.6)."""
+        return dtype
+
     @abstractmethod
     def _describe(self, tensor: Any) -> tuple[tuple[int, ...], str]:
         """(shape, dtype name as in the manifest) of one of this backend's tensors."""
@@ -195,6 +202,45 @@ class Backend(ABC):
     def download(self, tensor: Any) -> np.ndarray:
         """One of this backend's tensors as a numpy array on the host."""
 
+    # ------------------------------------------------------------------ frame transfers
+    # The pipeline moves a frame with these, so that a device backend can keep one buffer per
+    # slot and wait once per frame; on the host they are plain upload/download.
+
+    def stage_in(self, slot: Hashable, array: np.ndarray) -> Any:
+        """`array` as this backend's tensor, in memory kept for `slot` (the same every frame of
+        that shape): valid until `stage_in` is called for the same slot again."""
+        return self.upload(array)
+
+    def fetch_later(self, slot: Hashable, tensor: Any) -> Fetched:
+        """Start copying `tensor` to the host; read it with `.get()` after `finish()`."""
+        return Fetched(self.download(tensor))
+
+    def frame_graph(self, body: FrameBody, example: dict[str, np.ndarray]) -> Any:
+        """`body` (device inputs -> device outputs) captured as one CUDA graph (a
+        `cuda_device.FrameGraph`); BackendUnavailable where this backend cannot capture."""
+        raise BackendUnavailable(f"the {self.name} backend on {self.device} cannot capture CUDA graphs")
+
+    def finish(self) -> None:
+        """Wait once for everything queued (the frame's one synchronisation)."""
+        self._synchronize()
+
     def _synchronize(self) -> None:
         """Wait for queued device work (for honest timings); nothing to do on the CPU."""
         return None
+
+
+class Fetched:
+    """A tensor on its way to the host: `get()` once the backend has finished the frame.
+
+    `reused`: `host` is a buffer the backend writes again next frame, so `get` copies it;
+    `check`: applied to what `get` returns (e.g. the NaN/Inf check of a device backend).
+    """
+
+    def __init__(
+        self, host: np.ndarray, reused: bool = False, check: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
+        self._host, self._reused, self._check = host, reused, check
+
+    def get(self) -> np.ndarray:
+        values = self._host.copy() if self._reused else self._host
+        return values if self._check is None else self._check(values)

@@ -1,19 +1,23 @@
-"""Device-side machinery shared by the torch backend on CUDA and the TensorRT backend (DESIGN.md section 5).
+"""Device-side machinery shared by the torch backend on CUDA and the TensorRT backend.
 
 One `CudaDevice` owns a CUDA stream and the device arrays of one backend:
 
-- `upload` / `download` / `empty` / `cast` / `copy_from_host`: arrays in the library's own type;
+- `upload` / `download` / `empty` / `copy_from_host`: arrays in the library's own type (no
+  device-side casts: a cast would compile a kernel at run time on pycuda, so dtypes are made
+  final on the host before upload);
 - `pointer` (the device address TensorRT's `set_tensor_address` takes) and `stream_handle`;
-- `scope()`: a context in which library calls (torch ops) queue on this device's stream;
+- `scope()`: the device's context is current in the calling thread and library calls (torch
+  ops) queue on this device's stream, whichever thread calls;
 - `timer()`: CUDA-event timing of the work queued inside it;
 - `supports_graphs` / `capture`: CUDA-graph capture of work queued on the stream.
 
 Two implementations, chosen by `open_cuda_device`:
 
 - **pycuda** (`pycuda.gpuarray.GPUArray`): the Jetson path, no torch needed. It retains the
-  device's *primary* context (`pycuda.autoprimaryctx`), the same context PyTorch and TensorRT
-  use, so the three coexist in one process. Host copies are synchronous (pageable memory; the
-  frames are copied once in and once out). pycuda has no stream capture here: no CUDA graphs.
+  device's *primary* context, the same context PyTorch and TensorRT use, so the three coexist
+  in one process, and makes it current around each call from any thread. Host copies are
+  synchronous (pageable memory; the frames are copied once in and once out). pycuda has no
+  stream capture here: no CUDA graphs.
 - **torch** (`torch.Tensor` on CUDA): where pycuda is absent, and always for the torch backend
   (its programs take torch tensors). Every op runs on a dedicated stream; CUDA graphs through
   `torch.cuda.CUDAGraph`.
@@ -28,11 +32,12 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
+from runtime.backends.base import FrameBody
 from runtime.errors import BackendUnavailable, InferenceError, ShapeError
 
 LIBRARIES = ("auto", "pycuda", "torch")
@@ -86,16 +91,24 @@ class CudaDevice(ABC):
         """Wait for the stream, then copy `array` to the host."""
 
     @abstractmethod
+    def pinned(self, shape: Shape, dtype: str) -> np.ndarray:
+        """A page-locked host array (asynchronous copies need one; pageable memory would block)."""
+
+    @abstractmethod
+    def copy_in_async(self, target: Any, host: np.ndarray) -> None:
+        """Queue a copy of the page-locked `host` into the device array `target` on the stream."""
+
+    @abstractmethod
+    def copy_out_async(self, host: np.ndarray, source: Any) -> None:
+        """Queue a copy of the device array `source` into the page-locked `host` on the stream."""
+
+    @abstractmethod
     def describe(self, array: Any) -> tuple[Shape, str]:
         """(shape, numpy dtype name) of a device array."""
 
     @abstractmethod
     def pointer(self, array: Any) -> int:
         """Device address of a contiguous device array."""
-
-    @abstractmethod
-    def cast(self, array: Any, dtype: str) -> Any:
-        """A new device array of `dtype`, queued on this device's stream."""
 
     @abstractmethod
     def synchronize(self) -> None: ...
@@ -173,6 +186,18 @@ class TorchCudaDevice(CudaDevice):
             host = array.detach().to("cpu")  # a blocking copy, queued after the work on the stream
         return host.numpy()
 
+    def pinned(self, shape: Shape, dtype: str) -> np.ndarray:
+        # The numpy view keeps the pinned tensor alive through its base.
+        return self._torch.empty(tuple(shape), dtype=self._dtype(dtype), pin_memory=True).numpy()
+
+    def copy_in_async(self, target: Any, host: np.ndarray) -> None:
+        with self.scope():
+            target.copy_(self._torch.from_numpy(host), non_blocking=True)
+
+    def copy_out_async(self, host: np.ndarray, source: Any) -> None:
+        with self.scope():
+            self._torch.from_numpy(host).copy_(source, non_blocking=True)
+
     def describe(self, array: Any) -> tuple[Shape, str]:
         return tuple(array.shape), str(array.dtype).removeprefix("torch.")
 
@@ -180,10 +205,6 @@ class TorchCudaDevice(CudaDevice):
         if not array.is_contiguous():
             raise ShapeError("device arrays handed to an engine must be contiguous")
         return int(array.data_ptr())
-
-    def cast(self, array: Any, dtype: str) -> Any:
-        with self.scope():
-            return array.to(self._dtype(dtype))
 
     def synchronize(self) -> None:
         self._stream.synchronize()
@@ -211,45 +232,79 @@ class TorchCudaDevice(CudaDevice):
 
 
 class PyCudaDevice(CudaDevice):
-    """pycuda GPUArrays in the device's primary context (shared with PyTorch and TensorRT)."""
+    """pycuda GPUArrays in the device's primary context (shared with PyTorch and TensorRT).
+
+    The driver API needs a current context in the calling thread, and a context is current only
+    in the thread that pushed it: `pycuda.autoprimaryctx` would make it current in the importing
+    thread alone, while the video loop runs inference in a thread of its own. So this device
+    retains the primary context itself and pushes it around every call (`scope()`), from
+    whichever thread the call comes. Buffers must be freed inside `scope()` too (pycuda frees
+    in the context that is current), which the backends do when they close.
+    """
 
     library = "pycuda"
 
     def __init__(self, index: int = 0) -> None:
         super().__init__(index)
-        if index != 0:
-            # pycuda.autoprimaryctx picks the device from CUDA_DEVICE (default 0), not an argument.
-            raise BackendUnavailable("the pycuda path uses CUDA device 0; set CUDA_VISIBLE_DEVICES to pick another")
         try:
             import pycuda.driver as driver
             import pycuda.gpuarray as gpuarray
         except ImportError as exc:
             raise BackendUnavailable(f"pycuda is not installed ({exc})") from exc
         try:
-            import pycuda.autoprimaryctx  # noqa: F401  retains and activates the primary context
+            driver.init()
+            if index >= driver.Device.count():
+                raise BackendUnavailable(f"CUDA device {index} requested; the driver sees {driver.Device.count()}")
+            self._context = driver.Device(index).retain_primary_context()
         except driver.Error as exc:  # cuInit or context errors: no usable device
-            raise BackendUnavailable(f"pycuda cannot open CUDA device 0 ({exc})") from exc
+            raise BackendUnavailable(f"pycuda cannot open CUDA device {index} ({exc})") from exc
         self._driver, self._gpuarray = driver, gpuarray
-        self._stream = driver.Stream()
+        with self.scope():
+            self._stream = driver.Stream()
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """This device's context is current in the calling thread while the block runs."""
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._driver.Context.pop()
 
     @property
     def stream_handle(self) -> int:
         return int(self._stream.handle)
 
     def empty(self, shape: Shape, dtype: str) -> Any:
-        return self._gpuarray.empty(tuple(shape), dtype=np.dtype(dtype))
+        with self.scope():
+            return self._gpuarray.empty(tuple(shape), dtype=np.dtype(dtype))
 
     def upload(self, array: np.ndarray) -> Any:
-        # The legacy default stream orders this copy before later work on our (blocking) stream.
-        return self._gpuarray.to_gpu(np.ascontiguousarray(array))
+        with self.scope():
+            # The legacy default stream orders this copy before later work on our (blocking) stream.
+            return self._gpuarray.to_gpu(np.ascontiguousarray(array))
 
     def copy_from_host(self, target: Any, array: np.ndarray) -> None:
-        self._stream.synchronize()
-        target.set(np.ascontiguousarray(array))
+        with self.scope():
+            self._stream.synchronize()
+            target.set(np.ascontiguousarray(array))
 
     def download(self, array: Any) -> np.ndarray:
-        self._stream.synchronize()
-        return array.get()
+        with self.scope():
+            self._stream.synchronize()
+            return array.get()
+
+    def pinned(self, shape: Shape, dtype: str) -> np.ndarray:
+        with self.scope():
+            return self._driver.pagelocked_empty(tuple(shape), np.dtype(dtype))
+
+    def copy_in_async(self, target: Any, host: np.ndarray) -> None:
+        with self.scope():
+            self._driver.memcpy_htod_async(target.gpudata, host, self._stream)
+
+    def copy_out_async(self, host: np.ndarray, source: Any) -> None:
+        with self.scope():
+            self._driver.memcpy_dtoh_async(host, source.gpudata, self._stream)
 
     def describe(self, array: Any) -> tuple[Shape, str]:
         return tuple(int(d) for d in array.shape), array.dtype.name
@@ -259,18 +314,29 @@ class PyCudaDevice(CudaDevice):
             raise ShapeError("device arrays handed to an engine must be contiguous")
         return int(array.gpudata)
 
-    def cast(self, array: Any, dtype: str) -> Any:
-        return array.astype(np.dtype(dtype), stream=self._stream)
-
     def synchronize(self) -> None:
-        self._stream.synchronize()
+        with self.scope():
+            self._stream.synchronize()
 
     def timer(self) -> EventTimer:
-        def elapsed(start: Any, stop: Any) -> float:
-            stop.synchronize()
-            return float(stop.time_since(start))
+        def record(event: Any) -> None:
+            with self.scope():
+                event.record(self._stream)
 
-        return EventTimer(self._driver.Event(), self._driver.Event(), lambda e: e.record(self._stream), elapsed)
+        def elapsed(start: Any, stop: Any) -> float:
+            with self.scope():
+                stop.synchronize()
+                return float(stop.time_since(start))
+
+        with self.scope():
+            return EventTimer(self._driver.Event(), self._driver.Event(), record, elapsed)
+
+    def close(self) -> None:
+        """Release the stream and this device's hold on the primary context."""
+        with self.scope():
+            self._stream.synchronize()
+            self._stream = None
+        self._context.detach()
 
 
 def open_cuda_device(library: str = "auto", index: int = 0) -> CudaDevice:
@@ -329,9 +395,47 @@ class BufferPool:
         self._buffers = {}
 
 
+class Staging:
+    """Frame data crossing to and from the device without allocating or waiting per frame.
+
+    `stage_in(slot, array)`: the slot's device buffer (kept per slot, shape and dtype), filled
+    from the slot's page-locked host twin by a copy queued on the stream. `fetch_later(slot,
+    tensor)`: a copy into the slot's page-locked host buffer, queued on the stream; its value is
+    read once the caller has synchronised (once per frame, at the end). Each slot's host buffer
+    is written again only after that synchronisation, so no queued copy can see it change; and
+    a device buffer is rewritten only by work queued after every earlier reader on the one stream.
+    """
+
+    def __init__(self, device: CudaDevice) -> None:
+        self.device = device
+        self._buffers = BufferPool(device.empty)
+        self._hosts = BufferPool(device.pinned)
+
+    @property
+    def allocations(self) -> int:
+        return self._buffers.allocations + self._hosts.allocations
+
+    def stage_in(self, slot: Hashable, array: np.ndarray) -> Any:
+        host = self._hosts.get(("in", slot), array.shape, array.dtype.name)
+        np.copyto(host, array)
+        target = self._buffers.get(("in", slot), array.shape, array.dtype.name)
+        self.device.copy_in_async(target, host)
+        return target
+
+    def fetch_later(self, slot: Hashable, tensor: Any) -> np.ndarray:
+        """The host buffer the copy lands in: valid after the next synchronisation."""
+        shape, dtype = self.device.describe(tensor)
+        host = self._hosts.get(("out", slot), shape, dtype)
+        self.device.copy_out_async(host, tensor)
+        return host
+
+    def clear(self) -> None:
+        self._buffers.clear()
+        self._hosts.clear()
+
+
 # --------------------------------------------------------------------- whole-frame graphs
 
-FrameBody = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 class FrameGraph:
@@ -339,10 +443,11 @@ class FrameGraph:
 
     `body(inputs)` takes device arrays (name -> array) and returns device arrays; it must queue
     device work only (no downloads, no host synchronisation), e.g. the pipeline's stage loop.
-    The constructor copies `example` into static input buffers, runs `body` once eagerly (the
+    The constructor stages `example` into the inputs' buffers, runs `body` once eagerly (the
     warm-up TensorRT needs before capture, and lazy library initialisation), then captures it.
-    `__call__` copies new host inputs of the same shapes into the static buffers, replays the
-    graph and downloads the outputs. Static shapes only: another shape is a ShapeError.
+    `__call__` copies new host inputs of the same shapes into those buffers (page-locked, queued
+    on the stream), replays the graph, queues the outputs' copies back and waits once. Static
+    shapes only: another shape is a ShapeError.
     """
 
     def __init__(self, device: CudaDevice, body: FrameBody, example: Mapping[str, np.ndarray]) -> None:
@@ -350,7 +455,8 @@ class FrameGraph:
             raise BackendUnavailable(f"CUDA graphs are not available through {device.library} (use torch)")
         self.device = device
         self.shapes = {name: (tuple(a.shape), a.dtype.name) for name, a in example.items()}
-        self._inputs = {name: device.upload(a) for name, a in example.items()}
+        self._staging = Staging(device)
+        self._inputs = {name: self._staging.stage_in(name, a) for name, a in example.items()}
         with device.scope():
             body(self._inputs)  # warm-up, outside the capture
         device.synchronize()
@@ -362,10 +468,12 @@ class FrameGraph:
         if got != self.shapes:
             raise ShapeError(f"this frame graph was captured for {self.shapes}, got {got}: capture another one")
         for name, array in inputs.items():
-            self.device.copy_from_host(self._inputs[name], array)
+            self._staging.stage_in(name, array)  # the same buffers the graph reads
         with self.device.scope():
             self._replay()
-        return {name: self.device.download(array) for name, array in self._outputs.items()}
+        hosts = {name: self._staging.fetch_later(name, array) for name, array in self._outputs.items()}
+        self.device.synchronize()
+        return {name: host.copy() for name, host in hosts.items()}
 
 
 def check_finite(array: np.ndarray, what: str) -> np.ndarray:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from runtime.backends.base import DEVICES, Backend
+from runtime.backends.options import BackendOptions, options_for, restrict
 from runtime.errors import BackendUnavailable, InputError
 from runtime.manifest import Manifest
 
@@ -29,22 +30,29 @@ DEFAULT_ORDER: tuple[tuple[str, str], ...] = (
 
 
 def create_backend(
-    name: str, manifest: Manifest, device: str, precision: str = "fp32", threads: int | None = None
+    name: str,
+    manifest: Manifest,
+    device: str,
+    precision: str = "fp32",
+    threads: int | None = None,
+    options: BackendOptions | None = None,
 ) -> Backend:
-    """An unopened backend; importing its module does not import its library."""
+    """An unopened backend; importing its module does not import its library. `options`
+    (runtime/backends/options.py) must all apply to `name` on `device` (InputError otherwise)."""
+    if name not in BACKEND_NAMES:
+        raise InputError(f"unknown backend {name!r} (use one of {', '.join(BACKEND_NAMES)})")
+    keywords = options_for(options, name, device)
     if name == "onnxruntime":
         from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(manifest, device, precision, threads)
+        return OnnxRuntimeBackend(manifest, device, precision, threads, **keywords)
     if name == "torch":
         from runtime.backends.torch_backend import TorchBackend
 
-        return TorchBackend(manifest, device, precision, threads)
-    if name == "tensorrt":
-        from runtime.backends.tensorrt_backend import TensorRTBackend
+        return TorchBackend(manifest, device, precision, threads, **keywords)
+    from runtime.backends.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(manifest, device, precision, threads)
-    raise InputError(f"unknown backend {name!r} (use one of {', '.join(BACKEND_NAMES)})")
+    return TensorRTBackend(manifest, device, precision, threads, **keywords)
 
 
 def candidate_order(backends: Sequence[str] | None = None, device: str | None = None) -> list[tuple[str, str]]:
@@ -70,11 +78,14 @@ def open_backend(
     candidates: Sequence[tuple[str, str]],
     precision: str = "fp32",
     threads: int | None = None,
+    options: BackendOptions | None = None,
 ) -> Backend:
-    """Open the first available candidate; BackendUnavailable listing every reason if none is."""
+    """Open the first available candidate that takes every one of `options` (see
+    runtime/backends/options.py); BackendUnavailable listing every reason if none opens."""
     reasons: list[str] = []
-    for name, device in candidates:
-        backend = create_backend(name, manifest, device, precision, threads)
+    kept = restrict(candidates, options)
+    for name, device in kept:
+        backend = create_backend(name, manifest, device, precision, threads, options)
         try:
             backend.open()
         except BackendUnavailable as exc:
@@ -84,6 +95,10 @@ def open_backend(
         if reasons:
             log.info("using backend %s on %s", name, device)
         return backend
+    # Say why fewer backends were tried than asked for: the options left the others out.
+    limited = ""
+    if len(kept) < len(candidates):
+        limited = f" (the backend options {', '.join(options or {})} apply there only)"
     if len(reasons) == 1:
-        raise BackendUnavailable(reasons[0])
-    raise BackendUnavailable("no backend could be opened: " + "; ".join(reasons))
+        raise BackendUnavailable(reasons[0] + limited)
+    raise BackendUnavailable("no backend could be opened: " + "; ".join(reasons) + limited)

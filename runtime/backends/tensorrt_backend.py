@@ -13,7 +13,7 @@ Opening, for every graph the stage plan uses, at the precision `graph_precision`
 3. **Deserialisation.** `Runtime.deserialize_cuda_engine`; a corrupt plan, or one TensorRT
    refuses, is an EngineBuildError with TensorRT's own message and the rebuild command. The
    engine's inputs and outputs must be the manifest's (names, dtypes; int64 inputs may be int32
-   engine tensors, as TensorRT 8.6 makes them, and are cast on the device).
+   engine tensors, as TensorRT 8.6 makes them: `upload` then narrows them on the host).
 4. **Contexts.** One execution context per engine, all sharing one scratch buffer (stages run
    one after another on one stream), through the version helpers of `runtime/trt_version.py`.
 
@@ -37,21 +37,23 @@ one). Whole-frame CUDA-graph capture (`frame_graph`) needs the torch path.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, Fetched
 from runtime.backends.cuda_device import (
     BufferPool,
     CudaDevice,
     EventTimer,
     FrameBody,
     FrameGraph,
+    Staging,
     check_finite,
     open_cuda_device,
 )
@@ -59,6 +61,7 @@ from runtime.engine_key import EngineKeyInputs
 from runtime.errors import BackendUnavailable, EngineBuildError, InferenceError, ManifestError, ShapeError
 from runtime.gpu_info import GpuInfo, query_gpu
 from runtime.manifest import Engine, Manifest
+from runtime.trt_logger import shared_logger
 from runtime.trt_version import (
     TrtCapabilities,
     context_memory_size,
@@ -79,8 +82,6 @@ ShapeBounds = dict[str, tuple[Shape, Shape]]
 # TensorRT DataType member names -> the manifest's dtype names (by name: INT64 is not in 8.6).
 _TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64", "INT8": "int8",
                "UINT8": "uint8", "BOOL": "bool"}  # fmt: skip
-_LOG_LEVELS = {"INTERNAL_ERROR": logging.CRITICAL, "ERROR": logging.ERROR, "WARNING": logging.WARNING}
-
 
 # ------------------------------------------------------------------ pure logic (no TensorRT)
 
@@ -198,23 +199,14 @@ class _Loaded:
     outputs: dict[str, str]  # name -> dtype the engine gives
 
 
-def _make_logger() -> Any:
-    """A TensorRT logger forwarding warnings and errors to `logging`, keeping errors for messages."""
-    import tensorrt as trt
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            name = str(severity.name)
-            if name in ("INTERNAL_ERROR", "ERROR"):
-                self.errors.append(msg)
-            if name in _LOG_LEVELS:
-                log.log(_LOG_LEVELS[name], "TensorRT: %s", msg)
-
-    return _Logger()
+def host_array_for_engines(array: np.ndarray, int64_as_int32: bool) -> np.ndarray:
+    """`array` as the engines take it: int64 narrowed to int32 where they take int32 (TensorRT 8.6)."""
+    if not (int64_as_int32 and array.dtype == np.int64):
+        return array
+    info = np.iinfo(np.int32)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise ShapeError("int64 values outside the int32 range cannot go to these engines (int32 inputs)")
+    return array.astype(np.int32)
 
 
 class TensorRTBackend(Backend):
@@ -236,11 +228,12 @@ class TensorRTBackend(Backend):
         self.check_finite = check_finite
         self._device: CudaDevice | None = None
         self._pool: BufferPool | None = None
+        self._staging: Staging | None = None
         self._runtime: Any = None
         self._logger: Any = None
         self._engines: dict[str, list[_Loaded]] = {}
         self._scratch: Any = None
-        self._casts: dict[tuple[str, str], Any] = {}  # inputs cast for the engine, alive until the next run
+        self._int64_as_int32 = False  # TensorRT 8.6 engines take int64 graph inputs as int32
         self._caps: TrtCapabilities | None = None
 
     @classmethod
@@ -261,13 +254,22 @@ class TensorRTBackend(Backend):
         self._caps = caps
         self._device = open_cuda_device(self.cuda_library)
         self._pool = BufferPool(self._device.empty)
+        self._staging = Staging(self._device)
         trt_module = import_tensorrt()  # BackendUnavailable when only the stub is installed
-        self._logger = _make_logger()
+        self._logger = shared_logger()
         runtime: trt.Runtime = trt_module.Runtime(self._logger)
         self._runtime = runtime
-        for graph, records in plan.items():
-            self._engines[graph] = [self._load(graph, record, caps) for record in records]
-        self._share_scratch_memory(caps)
+        with self._device.scope():  # loads and allocates in this device's context, from any thread
+            for graph, records in plan.items():
+                self._engines[graph] = [self._load(graph, record, caps) for record in records]
+            self._share_scratch_memory(caps)
+        self._int64_as_int32 = any(
+            item.inputs[t.name] == "int32"
+            for graph, items in self._engines.items()
+            for item in items
+            for t in self.manifest.graph(graph).inputs
+            if t.dtype == "int64"
+        )
 
     def _load(self, graph: str, record: Engine, caps: TrtCapabilities) -> _Loaded:
         import tensorrt as trt
@@ -278,15 +280,15 @@ class TensorRTBackend(Backend):
             data = path.read_bytes()
         except OSError as exc:
             raise ManifestError(f"{path}: cannot read the engine named by manifest.engines ({exc})") from exc
-        self._logger.errors.clear()
         runtime: trt.Runtime = self._runtime
         engine: trt.ICudaEngine | None = None
-        try:
-            engine = runtime.deserialize_cuda_engine(data)
-        except (RuntimeError, TypeError, ValueError) as exc:  # some releases raise instead of returning None
-            self._logger.errors.append(str(exc))
+        with self._logger.collect_errors() as errors:
+            try:
+                engine = runtime.deserialize_cuda_engine(data)
+            except (RuntimeError, TypeError, ValueError) as exc:  # some releases raise instead of returning None
+                errors.append(str(exc))
         if engine is None:
-            said = (self._logger.errors or ["no message"])[-1]
+            said = (errors or ["no message"])[-1]
             raise EngineBuildError(
                 f"{path}: TensorRT {caps.version} cannot load this engine (corrupt, or built by another "
                 f"TensorRT; TensorRT says: {said}); rebuild it: {command}"
@@ -323,9 +325,10 @@ class TensorRTBackend(Backend):
                 f"{path}: the engine takes {describe_bounds(bounds)}, its manifest record says "
                 f"{describe_bounds(record_bounds(record))}; rebuild it: {command}"
             )
-        context = create_context_without_memory(engine, caps)
+        with self._logger.collect_errors() as errors:
+            context = create_context_without_memory(engine, caps)
         if context is None:
-            raise EngineBuildError(f"{path}: TensorRT could not create an execution context: {self._logger.errors}")
+            raise EngineBuildError(f"{path}: TensorRT could not create an execution context: {errors}")
         return _Loaded(record, engine, context, bounds, {n: dtypes[n] for n in inputs}, {n: dtypes[n] for n in outputs})
 
     def _share_scratch_memory(self, caps: TrtCapabilities) -> None:
@@ -339,20 +342,24 @@ class TensorRTBackend(Backend):
             set_context_memory(item.context, address, size, caps)
 
     def _close(self) -> None:
-        if self._device is not None:
-            self._device.synchronize()  # nothing queued may outlive the memory it uses
-        # Contexts before engines before the runtime, then the memory they used.
-        for items in self._engines.values():
-            for item in items:
-                item.context = None
-        self._engines = {}
-        self._runtime = None
-        self._casts = {}
-        if self._pool is not None:
-            self._pool.clear()
-        self._scratch = None
-        if self._device is not None:
-            self._device.close()
+        device = self._device
+        # Freed in the device's context (pycuda frees in the current one), whichever thread closes.
+        with device.scope() if device is not None else contextlib.nullcontext():
+            if device is not None:
+                device.synchronize()  # nothing queued may outlive the memory it uses
+            # Contexts before engines before the runtime, then the memory they used.
+            for items in self._engines.values():
+                for item in items:
+                    item.context = None
+            self._engines = {}
+            self._runtime = None
+            if self._pool is not None:
+                self._pool.clear()
+            if self._staging is not None:
+                self._staging.clear()
+            self._scratch = None
+        if device is not None:
+            device.close()
         self._device = None
 
     # ------------------------------------------------------------------ running
@@ -360,7 +367,7 @@ class TensorRTBackend(Backend):
     def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
         assert self._device is not None and self._pool is not None
         device = self._device
-        feeds = {n: device.upload(t) if isinstance(t, np.ndarray) else t for n, t in feeds.items()}
+        feeds = {n: self.upload(t) if isinstance(t, np.ndarray) else t for n, t in feeds.items()}
         shapes = {name: device.describe(tensor)[0] for name, tensor in feeds.items()}
         candidates = self._engines[graph]
         hint = f": {rebuild_command(self.manifest, self.precision)} --sizes WxH (or a dynamic profile)"
@@ -368,8 +375,11 @@ class TensorRTBackend(Backend):
         context: trt.IExecutionContext = loaded.context
         for name, dtype in loaded.inputs.items():
             tensor = feeds[name]
-            if device.describe(tensor)[1] != dtype:  # int64 -> int32 for TensorRT 8.6 engines
-                tensor = self._casts[(graph, name)] = device.cast(tensor, dtype)
+            if device.describe(tensor)[1] != dtype:  # never cast on the device (see upload)
+                raise ShapeError(
+                    f"graph {graph!r}: {name!r} is {device.describe(tensor)[1]} on the device but the engine "
+                    f"takes {dtype}; hand it over as a host array or through this backend's upload()"
+                )
             if not context.set_input_shape(name, shapes[name]):
                 raise ShapeError(f"graph {graph!r}: TensorRT refuses shape {list(shapes[name])} for {name!r}")
             context.set_tensor_address(name, device.pointer(tensor))
@@ -381,12 +391,15 @@ class TensorRTBackend(Backend):
             buffer = self._pool.get((graph, name), shape, dtype)
             context.set_tensor_address(name, device.pointer(buffer))
             outputs[name] = buffer
-        with device.scope():
+        with device.scope(), self._logger.collect_errors() as errors:
             ok = context.execute_async_v3(device.stream_handle)
         if not ok:
-            said = (self._logger.errors or ["no message"])[-1]
+            said = (errors or ["no message"])[-1]
             raise InferenceError(f"TensorRT failed running graph {graph!r}: {said}")
         return outputs
+
+    def _device_dtype(self, dtype: str) -> str:
+        return "int32" if dtype == "int64" and self._int64_as_int32 else dtype
 
     def _describe(self, tensor: Any) -> tuple[tuple[int, ...], str]:
         if isinstance(tensor, np.ndarray):
@@ -396,14 +409,35 @@ class TensorRTBackend(Backend):
         return self._device.describe(tensor)
 
     def upload(self, array: np.ndarray) -> Any:
+        """`array` on the device, in the dtype the engines take.
+
+        TensorRT 8.6 engines take the graphs' int64 inputs (stage indices) as int32. The values
+        are narrowed here, on the host, once per upload (the pipeline uploads its constants once
+        per frame size): a device-side cast would build a kernel at run time on pycuda, which
+        needs nvcc and allocates on every call.
+        """
         if self._device is None:
             raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
-        return self._device.upload(array)
+        return self._device.upload(host_array_for_engines(array, self._int64_as_int32))
 
     def download(self, tensor: Any) -> np.ndarray:
         if self._device is None:
             raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
-        array = self._device.download(tensor)
+        return self._checked(self._device.download(tensor))
+
+    def stage_in(self, slot: Hashable, array: np.ndarray) -> Any:
+        """`array` in the slot's persistent device buffer, copied from page-locked memory on the stream."""
+        if self._staging is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        return self._staging.stage_in(slot, host_array_for_engines(array, self._int64_as_int32))
+
+    def fetch_later(self, slot: Hashable, tensor: Any) -> Fetched:
+        """A copy into the slot's page-locked buffer, queued on the stream; NaN/Inf-checked at `get`."""
+        if self._staging is None:
+            raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
+        return Fetched(self._staging.fetch_later(slot, tensor), reused=True, check=self._checked)
+
+    def _checked(self, array: np.ndarray) -> np.ndarray:
         if self.check_finite:
             used = sorted({self.graph_precision(g) for g in self._engines})
             check_finite(array, f"TensorRT ({', '.join(used)} engines)")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
 
-from runtime.backends.base import Backend
-from runtime.backends.cuda_device import CudaDevice, EventTimer, FrameBody, FrameGraph, TorchCudaDevice
+from runtime.backends.base import Backend, Fetched
+from runtime.backends.cuda_device import CudaDevice, EventTimer, FrameBody, FrameGraph, Staging, TorchCudaDevice
 from runtime.errors import BackendUnavailable, InferenceError, ManifestError
 from runtime.manifest import Manifest
 
@@ -34,6 +34,7 @@ class TorchBackend(Backend):
         super().__init__(manifest, device, precision, threads)
         self._modules: dict[str, Any] = {}
         self._device: CudaDevice | None = None  # CUDA only
+        self._staging: Staging | None = None  # CUDA only
 
     @classmethod
     def check_available(cls, device: str) -> None:
@@ -54,6 +55,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(self.threads)
         if self.device == "cuda":
             self._device = TorchCudaDevice()
+            self._staging = Staging(self._device)
         for graph in graphs:
             path = self.manifest.program_file(graph)
             try:
@@ -79,6 +81,7 @@ class TorchBackend(Backend):
         if self._device is not None:
             self._device.synchronize()
             self._device = None
+            self._staging = None
 
     def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import torch
@@ -112,6 +115,16 @@ class TorchBackend(Backend):
         if self._device is not None:
             return self._device.download(tensor)
         return tensor.detach().cpu().numpy()
+
+    def stage_in(self, slot: Hashable, array: np.ndarray) -> Any:
+        if self._staging is None:
+            return self.upload(array)
+        return self._staging.stage_in(slot, array)
+
+    def fetch_later(self, slot: Hashable, tensor: Any) -> Fetched:
+        if self._staging is None:
+            return Fetched(self.download(tensor))
+        return Fetched(self._staging.fetch_later(slot, tensor), reused=True)
 
     def _synchronize(self) -> None:
         if self._device is not None:

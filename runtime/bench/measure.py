@@ -5,7 +5,9 @@ A cell is one (backend, device, precision, size). Before anything is opened, eac
 (`Manifest.precision_for`); it is skipped, with the reason, when the artifacts lack that
 variant, when it would run exactly the variants an earlier precision of the same backend ran
 (`auto` on artifacts whose auto plan is all FP32, `int8` on artifacts without INT8 graphs),
-or when the backend cannot open. A backend is opened once and timed at every size.
+when the backend on that device lacks one of the backend options set (a cell measured
+without an option asked for would be mislabelled), or when the backend cannot open. A
+backend is opened once and timed at every size.
 
 Per frame we time `Pipeline.restore` (layout, padding, upload, every graph, download, crop:
 what a caller waits for) with the backend's per-graph timings on. On CUDA those timings
@@ -18,14 +20,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from runtime.backends.base import Backend
+from runtime.backends.options import check_backend_options, unmet_options
 from runtime.backends.select import create_backend
 from runtime.bench.device_time import device_timer
 from runtime.bench.memory import MemoryProbe
@@ -45,8 +48,10 @@ class Settings:
     iters: int = 20
     threads: int | None = None
     tile: int | None = None
+    backend_options: Mapping[str, Any] = field(default_factory=dict)  # runtime/backends/options.py
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "backend_options", check_backend_options(self.backend_options))
         if self.warmup < 0 or self.iters < 1:
             raise InputError(f"need --warmup >= 0 and --iters >= 1, got {self.warmup} and {self.iters}")
         if not (self.backends and self.devices and self.precisions and self.sizes):
@@ -101,13 +106,17 @@ def run_grid(
             ran: dict[tuple[tuple[str, str], ...], str] = {}  # variant plan -> the precision that ran it
             for precision in settings.precisions:
                 base = {"backend": name, "device": device, "precision": precision}
+                unmet = unmet_options(settings.backend_options, name, device)
+                if unmet:
+                    skip_sizes(base, "; ".join(unmet), settings.sizes)
+                    continue
                 plan = graph_precisions(manifest, name, device, precision)
                 if isinstance(plan, dict) and (same := ran.get(_plan_key(plan))):
                     plan = f"runs the same graph variants as {same} ({_plan_text(plan)})"
                 if isinstance(plan, str):
                     skip_sizes(base, plan, settings.sizes)
                     continue
-                backend = create_backend(name, manifest, device, precision, settings.threads)
+                backend = create_backend(name, manifest, device, precision, settings.threads, settings.backend_options)
                 try:
                     backend.open()
                 except BackendUnavailable as exc:

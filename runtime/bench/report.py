@@ -38,6 +38,9 @@ def format_report(result: dict[str, Any]) -> str:
     cells = result["results"]
     if cells:
         settings = result["settings"]
+        if settings.get("backend_options"):  # absent from results made without options
+            options = ", ".join(f"{k}={v}" for k, v in settings["backend_options"].items())
+            lines.append(f"backend options: {options}")
         lines.append(f"end to end, ms per frame ({settings['iters']} frames after {settings['warmup']} warm-up):")
         header = ["cell", "mean", "p50", "p90", "p99", "fps", "peak RSS +MiB", "device ms", "host ms"]
         rows = []

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+
+from runtime import trt_logger
+from runtime.gpu_info import query_gpu
+from runtime.trt_version import detect
+from tests.runtime.fake_pycuda import FakeCuda, install_fake_pycuda
+from tests.runtime.fake_tensorrt import install_fake_tensorrt, write_fake_engines
 
 WALK_SIZE = (240, 160)  # (width, height): small, so video tests stay fast
 
@@ -71,3 +79,30 @@ def nearest_frames() -> Callable[..., list[int]]:
     """`nearest_frames(frames, clean_u8, grid=(w, h))`: for each float frame, the index of the
     closest clean uint8 frame, compared on a small grid (robust to noise and codecs)."""
     return _nearest
+
+
+FAKE_ENGINE_SIZE = (160, 240)  # (H, W) of the `clean` frames
+
+
+@pytest.fixture(params=["8.6.2.3", "10.3.0.30"])
+def tensorrt_on_fakes(
+    request, monkeypatch: pytest.MonkeyPatch, export_tiny, tmp_path: Path
+) -> Iterator[tuple[FakeCuda, Path]]:
+    """Fake pycuda + fake TensorRT (`tests/runtime/fake_*.py`, GPU libraries only) of one
+    TensorRT version each, and the tiny model's artifacts with engines at FAKE_ENGINE_SIZE."""
+    cuda = install_fake_pycuda(monkeypatch)
+    install_fake_tensorrt(monkeypatch, cuda, request.param)
+    monkeypatch.setattr(trt_logger, "_shared", None)
+    detect.cache_clear()
+    query_gpu.cache_clear()
+    root = tmp_path / "artifacts"
+    shutil.copytree(export_tiny().artifacts, root)
+    write_fake_engines(root, FAKE_ENGINE_SIZE, request.param, query_gpu())
+    yield cuda, root
+    detect.cache_clear()  # the fakes leave with this test: nothing may remember them
+    query_gpu.cache_clear()
+    monkeypatch.undo()
+    # inspect.getmodule caches each module's __file__ by name; the fake's file would stay cached
+    # for "tensorrt" and make the next getmodule (torch.export calls it) fail on the real,
+    # file-less tensorrt-stubs namespace package. CPython keeps that cache in a private dict.
+    inspect._filesbymodname.pop("tensorrt", None)

@@ -23,11 +23,12 @@ from runtime.backends.tensorrt_backend import (
     select_profile,
     usable_engines,
 )
-from runtime.engine_key import EngineKeyInputs, plan_filename
+from runtime.engine_key import EngineKeyInputs
 from runtime.errors import BackendUnavailable, EngineBuildError, InferenceError, ManifestError, ShapeError
 from runtime.gpu_info import GpuInfo
-from runtime.manifest import Engine, FileRef, Manifest, ShapeRange, load_manifest, save_manifest, sha256_file
+from runtime.manifest import Engine, FileRef, Manifest, load_manifest, save_manifest, sha256_file
 from runtime.pipeline import Pipeline, sampler_noise
+from tests.runtime.engine_records import engine_record
 
 ORIN = GpuInfo("Orin (nvgpu)", (8, 7), "test")
 TRT = "10.3.0.30"
@@ -35,28 +36,7 @@ TRT = "10.3.0.30"
 
 def _record(manifest: Manifest, graph: str, *, version: str = TRT, gpu: GpuInfo = ORIN, size=(64, 64)) -> Engine:
     """An engine record as export/engines.py writes it, for a static fp32 engine at `size`."""
-    spec = manifest.graph(graph)
-    values = {"batch": 1, "height": size[0], "width": size[1]}
-    shapes = {s.name: tuple(values[d] if isinstance(d, str) else d for d in s.shape) for s in spec.inputs}
-    inputs = EngineKeyInputs(
-        onnx_sha256=spec.variants["fp32"].onnx.sha256,
-        precision="fp32/fp32",
-        shapes=shapes,
-        tensorrt_version=version,
-        gpu_name=gpu.name,
-        compute_capability=gpu.compute_capability,
-    )
-    return Engine(
-        graph=graph,
-        precision="fp32",
-        key=inputs.key,
-        plan=FileRef(f"engines/{plan_filename(graph, inputs.key)}", "0" * 64),
-        tensorrt_version=version,
-        device_name=gpu.name,
-        compute_capability=gpu.compute_capability_str,
-        profile={n: ShapeRange(s, s, s) for n, s in shapes.items()},
-        key_inputs=inputs.to_dict(),
-    )
+    return engine_record(manifest, graph, version=version, gpu=gpu, size=size)
 
 
 @pytest.fixture(scope="module")
