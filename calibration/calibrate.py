@@ -29,7 +29,10 @@ from runtime.errors import InputError, UnfoldError, report_error
 
 if TYPE_CHECKING:
     from calibration.int8 import CalibrationReport
+    from calibration.precision import PrecisionResult
 
+# The FP16 gate's frames: two built-in held-out photos at 256x256, whatever the INT8 flags say.
+FP16_HELDOUT_FRAMES = 2
 
 def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
     """The calibration flags, shared with export/build_engines.py."""
@@ -86,27 +89,43 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def calibrate_from_args(args: argparse.Namespace, artifacts: Path, threads: int | None, progress: bool):
-    """Load the frames the flags name and calibrate `artifacts`; returns the report."""
-    from calibration.int8 import calibrate_artifacts  # onnx and onnxruntime: only when calibrating
+def precision_from_args(
+    args: argparse.Namespace,
+    artifacts: Path,
+    threads: int | None,
+    progress: bool,
+    fp16: bool = False,
+    int8: bool = True,
+) -> PrecisionResult:
+    """The precision step (calibration/precision.py) on `artifacts` with the frames the flags
+    name: FP16 when `fp16`, INT8 when `int8`, the `auto` plans always."""
+    from calibration.int8 import Int8Settings  # onnx and onnxruntime: only when calibrating
+    from calibration.precision import build_precision
 
-    if args.frames < 1 or args.heldout_frames < 1:
-        raise InputError("--frames and --heldout-frames must be >= 1")
-    calibration = load_frames(args.source, args.frames, args.calibration_size, args.degrade, seed=0)
-    heldout = load_frames(args.heldout, args.heldout_frames, args.calibration_size, args.degrade, seed=1)
-    return calibrate_artifacts(
-        artifacts,
-        calibration,
-        heldout,
-        source=str(args.source),
-        method=args.method,
-        gate_db=args.gate_db,
-        graph_screen_db=args.graph_screen_db,
-        max_gt_loss_db=args.max_gt_loss_db,
-        cpu_flavour=not args.no_cpu_flavour,
-        threads=threads,
-        progress=progress,
-    )
+    settings = None
+    if int8:
+        if args.frames < 1 or args.heldout_frames < 1:
+            raise InputError("--frames and --heldout-frames must be >= 1")
+        settings = Int8Settings(
+            calibration=load_frames(args.source, args.frames, args.calibration_size, args.degrade, seed=0),
+            heldout=load_frames(args.heldout, args.heldout_frames, args.calibration_size, args.degrade, seed=1),
+            source=str(args.source),
+            method=args.method,
+            gate_db=args.gate_db,
+            graph_screen_db=args.graph_screen_db,
+            max_gt_loss_db=args.max_gt_loss_db,
+            cpu_flavour=not args.no_cpu_flavour,
+        )
+    heldout = load_frames(BUILTIN_HELDOUT, FP16_HELDOUT_FRAMES, (256, 256), seed=1) if fp16 else None
+    return build_precision(artifacts, fp16_heldout=heldout, int8=settings, threads=threads, progress=progress)
+
+
+def format_precision(result: PrecisionResult) -> str:
+    """The FP16 table, then the INT8 report, for the sub-steps that ran."""
+    from calibration.fp16_variants import format_fp16_rows
+
+    parts = [] if result.fp16 is None else [format_fp16_rows(result.fp16)]
+    return "\n".join(parts + ([] if result.int8 is None else [format_report(result.int8)]))
 
 
 _COLUMNS = ("graph", "INT8 level", "int8 dB", "cpu dB", "fp32 ms", "int8 ms", "cpu ms")
@@ -153,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     # Library warnings (ONNX Runtime's, quantisation's) would bury the report: errors only unless -v.
     cli.setup_logging(args.verbose, normal=logging.ERROR, detailed=logging.DEBUG)
     try:
-        print(format_report(calibrate_from_args(args, args.artifacts, args.threads, not args.quiet)))
+        print(format_precision(precision_from_args(args, args.artifacts, args.threads, not args.quiet)))
     except UnfoldError as exc:
         return report_error(exc, args.verbose)
     return 0

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.auto_plan import ONNXRUNTIME_CPU
 from calibration.replay import GraphFeeds
 from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.manifest import Manifest
 from runtime.metrics import psnr
 from runtime.pipeline import Pipeline
 
-CPU_TARGET = "onnxruntime/cpu"
 PSNR_CAP_DB = 200.0  # identical outputs give +inf; JSON has no infinity
 
 
@@ -94,7 +94,7 @@ class PipelineAccuracy:
 
 def with_plan(manifest: Manifest, plan: Mapping[str, str]) -> Manifest:
     """`manifest` whose ONNX Runtime CPU `auto` plan is `plan` (graph -> variant), in memory."""
-    return dataclasses.replace(manifest, auto_precision={**manifest.auto_precision, CPU_TARGET: dict(plan)})
+    return dataclasses.replace(manifest, auto_precision={**manifest.auto_precision, ONNXRUNTIME_CPU: dict(plan)})
 
 
 def pipeline_accuracy(

@@ -1,4 +1,4 @@
-"""Calibrate an artifacts folder: INT8 graphs per graph, the accuracy gate, the `auto` plans.
+"""The INT8 step: INT8 Q/DQ graphs per graph, the accuracy gate, what `auto` may run in INT8.
 
 1. Replay the FP32 pipeline over the calibration frames and, separately, over held-out frames
    (never used for calibration): every graph's real inputs.
@@ -9,11 +9,12 @@
 3. End to end, the symmetric INT8 pipeline (the TensorRT graphs) must stay within the gate
    against FP32 and lose at most `max_gt_loss_db` against ground truth; while it does not, the
    graph whose removal helps most is dropped (it keeps its higher precision).
-4. The `auto` plans: ONNX Runtime CPU takes an INT8 flavour only where it measured faster than
-   FP32 by `min_speedup`; TensorRT takes INT8 where it passed, else FP16 where the artifacts have
-   it, else FP32 (its speed cannot be measured here); ONNX Runtime CUDA takes FP16 where present.
-5. Write the variants, the calibration record, the plans and `calibration/report.json` into the
-   manifest folder (atomically; the manifest last).
+4. ONNX Runtime CPU may take an INT8 flavour only where it measured faster than FP32 by
+   `min_speedup` and the CPU pipeline with it still passes the gate.
+
+The result is the graphs that passed (TensorRT's INT8 graphs, the CPU's INT8 flavours) and the
+report; calibration/auto_plan.py turns them into the `auto` plans. Graph files are written
+here; the manifest returned is in memory (calibration/precision.py saves it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import onnx
 from tqdm import tqdm
 
 from calibration.gate import (
-    CPU_TARGET,
     GraphAccuracy,
     PipelineAccuracy,
     graph_accuracy,
@@ -38,11 +38,9 @@ from calibration.gate import (
 from calibration.qdq import count_quantize_nodes, quantize_graph
 from calibration.replay import replay
 from calibration.sources import CalibrationFrame
-from runtime.atomic_io import atomic_write_bytes
 from runtime.errors import CalibrationError
-from runtime.manifest import Calibration, FileRef, Manifest, Variant, load_manifest, save_manifest, sha256_file
+from runtime.manifest import Manifest, Variant
 
-REPORT_PATH = "calibration/report.json"
 INT8_FLAVOURS = ("int8", "int8-cpu")
 
 
@@ -50,7 +48,7 @@ def _group(node: onnx.NodeProto) -> int:
     return next((a.i for a in node.attribute if a.name == "group"), 1)
 
 
-# Convolutions left in FP32 at each level, beyond export/sensitive_ops.py's rule: depthwise
+# Convolutions left in FP32 at each level, beyond calibration/sensitive_ops.py's rule: depthwise
 # convolutions (per-tensor activation scales fit their channels worst), then the first
 # convolution (it sees the raw image) and the high-frequency branch (it carries fine texture).
 def _nothing_more(node: onnx.NodeProto, producers: Mapping[str, onnx.NodeProto]) -> bool:
@@ -76,7 +74,7 @@ def _gated_depthwise_or_edges(node: onnx.NodeProto, producers: Mapping[str, onnx
     return _gated_or_depthwise(node, producers) or edges
 
 
-# Convolutions left in FP32 at each level, beyond export/sensitive_ops.py's rule.
+# Convolutions left in FP32 at each level, beyond calibration/sensitive_ops.py's rule.
 ESCALATION: tuple[tuple[str, Callable[[onnx.NodeProto, Mapping[str, onnx.NodeProto]], bool]], ...] = (
     ("rule", _nothing_more),
     ("+gated", _gated),
@@ -120,25 +118,6 @@ class CalibrationReport:
         return data
 
 
-def _without_int8(manifest: Manifest) -> Manifest:
-    """A fresh start: earlier INT8 variants, calibration and plans removed. The manifest without
-    them is saved before their files are deleted, so an interrupted calibration leaves a valid
-    FP32/FP16 artifacts folder, never a manifest naming missing or rewritten files."""
-    old = [
-        manifest.file_path(e.variants[f].onnx)
-        for e in manifest.graphs.values()
-        for f in INT8_FLAVOURS
-        if f in e.variants
-    ]
-    for name, entry in manifest.graphs.items():
-        manifest = _set_variants(manifest, name, {k: v for k, v in entry.variants.items() if k not in INT8_FLAVOURS})
-    manifest = dataclasses.replace(manifest, calibration=None, auto_precision={})
-    save_manifest(manifest, manifest.root)
-    for path in old:
-        path.unlink(missing_ok=True)
-    return manifest
-
-
 def _set_variants(manifest: Manifest, graph: str, variants: Mapping[str, Variant]) -> Manifest:
     entry = dataclasses.replace(manifest.graphs[graph], variants=dict(variants))
     return dataclasses.replace(manifest, graphs={**manifest.graphs, graph: entry})
@@ -179,31 +158,45 @@ def _register(manifest: Manifest, graph: str, flavour: str, result: GraphResult,
     return _set_variants(manifest, graph, {**manifest.graphs[graph].variants, flavour: variant})
 
 
-def calibrate_artifacts(
-    artifacts: str | Path,
-    calibration: Sequence[CalibrationFrame],
-    heldout: Sequence[CalibrationFrame],
-    source: str,
-    method: str = "entropy",
-    gate_db: float = 40.0,
-    graph_screen_db: float = 35.0,
-    max_gt_loss_db: float = 0.3,
-    min_speedup: float = 1.1,
-    cpu_flavour: bool = True,
-    threads: int | None = None,
-    progress: bool = True,
-) -> CalibrationReport:
-    """Calibrate the artifacts folder `artifacts` in place (see the module docstring).
+@dataclass(frozen=True)
+class Int8Settings:
+    """Everything the INT8 step needs besides the manifest (see calibrate_int8)."""
+
+    calibration: Sequence[CalibrationFrame]
+    heldout: Sequence[CalibrationFrame]
+    source: str
+    method: str = "entropy"
+    gate_db: float = 40.0
+    graph_screen_db: float = 35.0
+    max_gt_loss_db: float = 0.3
+    min_speedup: float = 1.1
+    cpu_flavour: bool = True
+
+
+@dataclass(frozen=True)
+class Int8Outcome:
+    manifest: Manifest  # in memory, with the INT8 variants that passed
+    report: CalibrationReport  # its `plans` are filled in by calibration/precision.py
+    tensorrt: dict[str, str]  # graph -> "int8": what passed the end-to-end gate (TensorRT's graphs)
+    cpu: dict[str, str]  # graph -> INT8 flavour ONNX Runtime CPU runs (faster, and within the gate)
+
+
+def calibrate_int8(
+    manifest: Manifest, settings: Int8Settings, threads: int | None = None, progress: bool = True
+) -> Int8Outcome:
+    """Calibrate the graphs of `manifest` (which holds no INT8 variant); see the module docstring.
 
     `graph_screen_db` is the per-graph PSNR a graph needs to be tried in the INT8 pipeline at
     all; `gate_db` and `max_gt_loss_db` are the end-to-end gate that decides. The unfolding
     corrects part of an early stage's error in later stages, so the end-to-end figure, not the
     per-graph one, is what a user sees."""
+    s = settings
+    calibration, heldout, source, method = s.calibration, s.heldout, s.source, s.method
+    gate_db, graph_screen_db, max_gt_loss_db = s.gate_db, s.graph_screen_db, s.max_gt_loss_db
     if not calibration:
         raise CalibrationError("no calibration frames")
     if not heldout:
         raise CalibrationError("no held-out frames to check the INT8 graphs on")
-    manifest = _without_int8(load_manifest(artifacts))
     calib_records, _ = replay(manifest, [f.image for f in calibration], threads, progress)
     held_records, fp32_out = replay(manifest, [f.image for f in heldout], threads, progress)
     quantizer = _Quantizer(manifest, calib_records, held_records, method, threads)
@@ -266,7 +259,7 @@ def calibrate_artifacts(
         feed = held_records[graph][0]
         result.latency_ms["fp32"] = graph_latency_ms(manifest.graph_file(graph, "fp32"), feed, threads)
         result.latency_ms["int8"] = graph_latency_ms(quantizer.path(graph, "int8"), feed, threads)
-        if cpu_flavour and result.level_index is not None:
+        if s.cpu_flavour and result.level_index is not None:
             accuracy = quantizer.run(result, result.level_index, "int8-cpu")
             if accuracy.finite and accuracy.min_psnr_db >= graph_screen_db:
                 path = quantizer.path(graph, "int8-cpu")
@@ -276,7 +269,7 @@ def calibrate_artifacts(
                 quantizer.path(graph, "int8-cpu").unlink(missing_ok=True)
         latency = result.latency_ms
         fastest = min((p for p in latency if p in INT8_FLAVOURS), key=latency.__getitem__)
-        if latency["fp32"] / latency[fastest] >= min_speedup:
+        if latency["fp32"] / latency[fastest] >= s.min_speedup:
             cpu_plan[graph] = fastest
     cpu_accuracy = None
     if cpu_plan:
@@ -285,13 +278,11 @@ def calibrate_artifacts(
             notes.append(f"CPU plan {cpu_plan} missed the end-to-end gate; CPU auto stays FP32")
             cpu_plan = {}
 
-    plans = _plans(manifest, plan, cpu_plan)
     report = CalibrationReport(
         source, method, len(calibration), len(heldout), gate_db, max_gt_loss_db,
-        results, int8_accuracy, cpu_accuracy, plans, notes,
+        results, int8_accuracy, cpu_accuracy, {}, notes,
     )  # fmt: skip
-    _write(manifest, report, source, method, len(calibration), sorted(plan))
-    return report
+    return Int8Outcome(manifest, report, plan, cpu_plan)
 
 
 def _drop_int8(manifest: Manifest, graph: str) -> Manifest:
@@ -300,31 +291,3 @@ def _drop_int8(manifest: Manifest, graph: str) -> Manifest:
         if flavour in entry.variants:
             manifest.file_path(entry.variants[flavour].onnx).unlink(missing_ok=True)
     return _set_variants(manifest, graph, {k: v for k, v in entry.variants.items() if k not in INT8_FLAVOURS})
-
-
-def _plans(manifest: Manifest, int8_plan: dict[str, str], cpu_plan: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Only non-FP32 entries are written: a graph a plan does not name runs FP32."""
-    fp16 = {g for g, entry in manifest.graphs.items() if "fp16" in entry.variants}
-    tensorrt = {g: int8_plan.get(g, "fp16") for g in manifest.graphs if g in int8_plan or g in fp16}
-    plans = {"tensorrt/cuda": tensorrt, "onnxruntime/cuda": {g: "fp16" for g in sorted(fp16)}, CPU_TARGET: cpu_plan}
-    return {target: plan for target, plan in plans.items() if plan}
-
-
-def _write(
-    manifest: Manifest, report: CalibrationReport, source: str, method: str, frames: int, graphs: list[str]
-) -> None:
-    import json
-
-    report_path = manifest.root / REPORT_PATH
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(report_path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
-    record = Calibration(
-        method=f"onnxruntime quantize_static Q/DQ, {method}",
-        source=source,
-        frames=frames,
-        graphs=tuple(graphs),
-        report=FileRef(REPORT_PATH, sha256_file(report_path)),
-    )
-    manifest = dataclasses.replace(manifest, calibration=record, auto_precision=report.plans)
-    save_manifest(manifest, manifest.root)
-    load_manifest(manifest.root, verify=True)  # read back what we wrote, hashes included

@@ -5,7 +5,7 @@
 - `int8-cpu`: uint8 activations (asymmetric) with per-channel int8 weights, the combination
   ONNX Runtime's x86 kernels are fastest with.
 
-Only convolutions are quantized; the nodes export/sensitive_ops.py keeps at full precision
+Only convolutions are quantized; the nodes calibration/sensitive_ops.py keeps at full precision
 (norms, softmax, matmuls, the decomposed path, the output tail) are excluded by name. Each
 float/INT8 boundary costs a full-frame (De)QuantizeLinear, so INT8 only pays on the CPU where
 long runs of convolutions stay quantized: the speed measurement decides, not this module.
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from calibration.replay import GraphFeeds
-from export.sensitive_ops import higher_precision_nodes
+from calibration.sensitive_ops import higher_precision_nodes
 from runtime.atomic_io import atomic_target
 from runtime.errors import CalibrationError
 

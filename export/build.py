@@ -1,4 +1,7 @@
-"""Export a model into an artifacts folder and verify it: the library behind build_engines.py.
+"""Export a model into an artifacts folder and verify it: step 1 of export/build_engines.py (the command).
+
+Not engines: export/engines.py builds an artifacts folder's TensorRT engines, each with
+export/trt_builder.py.
 
 Steps: plan the graphs; per graph write the ONNX file (opset checked), run onnx.checker and
 strict shape inference, write the torch.export program; run every graph against PyTorch
@@ -64,7 +67,7 @@ REFERENCE_DIR = "reference"
 
 
 @dataclass(frozen=True)
-class BuildOptions:
+class ExportOptions:
     opset: int = DEFAULT_OPSET
     torch_programs: bool = True
     graph_passes: bool = True  # exact speed rewrites of the ONNX graphs (export/graph_passes.py)
@@ -145,7 +148,7 @@ def _write_reference(out: Path, frame: np.ndarray, restored: np.ndarray) -> Refe
 
 
 def build_artifacts(
-    model: UnfoldLDM, source: Source, out: Path, name: str, options: BuildOptions = BuildOptions()
+    model: UnfoldLDM, source: Source, out: Path, name: str, options: ExportOptions = ExportOptions()
 ) -> Manifest:
     """Export `model` into the artifacts folder `out` (the folder that will hold manifest.json)."""
     check_opset(options.opset)
@@ -221,7 +224,7 @@ def _noise_for(config: ModelConfig) -> np.ndarray | None:
 
 
 def build_from_checkpoint(
-    checkpoint: str | os.PathLike[str], out: Path, name: str, options: BuildOptions = BuildOptions()
+    checkpoint: str | os.PathLike[str], out: Path, name: str, options: ExportOptions = ExportOptions()
 ) -> Manifest:
     check_opset(options.opset)  # before the (slow) checkpoint load
     check_folder(Path(out), options.allow_non_empty)

@@ -10,8 +10,9 @@
    the whole pipeline against PyTorch.
 2. FP16: `<graph>.fp16.onnx` with FP32 islands, checked against FP32 (--no-fp16 skips).
 3. INT8: calibration by pipeline replay, `<graph>.int8.onnx` (symmetric Q/DQ, for TensorRT) and
-   `<graph>.int8-cpu.onnx`, the accuracy gate and the `auto` plans (--no-int8 skips; the
-   calibration flags are those of calibration/calibrate.py).
+   `<graph>.int8-cpu.onnx` and the accuracy gate (--no-int8 skips; the calibration flags are
+   those of calibration/calibrate.py). Steps 2 and 3 are one call into calibration/, which also
+   writes the `auto` plans: per backend, INT8 where it passed its gate, else FP16 where it did.
 4. TensorRT engines for this machine's GPU at --sizes (or a dynamic --profile). Without
    TensorRT or a GPU this step says so in one line and the command still exits 0: the ONNX
    Runtime artifacts (FP32, FP16, INT8) are ready.
@@ -30,8 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from calibration.calibrate import add_calibration_arguments, calibrate_from_args, format_report
-from calibration.sources import BUILTIN_HELDOUT, load_frames
+from calibration.calibrate import add_calibration_arguments, format_precision, precision_from_args
 from export.cli_sizes import frame_size
 from export.opsets import DEFAULT_OPSET, MAX_OPSET
 from runtime import cli
@@ -179,12 +179,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _prepare_onnx_artifacts(args: argparse.Namespace, out: Path) -> None:
-    """Steps 1-3: export and verify, FP16, INT8. torch is imported here only."""
-    from export.build import BuildOptions, build_from_checkpoint
-    from export.fp16_variants import add_fp16_variants, format_fp16_rows
+    """Steps 1-3: export and verify; then FP16, INT8 and the `auto` plans. torch is imported here only."""
+    from export.build import ExportOptions, build_from_checkpoint
 
     shapes = tuple((1, h, w) for h, w in args.check_size) if args.check_size else None
-    options = BuildOptions(
+    options = ExportOptions(
         opset=args.opset,
         torch_programs=not args.no_torch_programs,
         graph_passes=not args.plain_graphs,
@@ -203,11 +202,11 @@ def _prepare_onnx_artifacts(args: argparse.Namespace, out: Path) -> None:
         f"wrote {out / 'manifest.json'}: {len(manifest.graphs)} graphs, opset {manifest.opset}, "
         f"max |ONNX Runtime - PyTorch| {worst:.2e}, verified in {time.perf_counter() - start:.0f} s"
     )
-    if not args.no_fp16:
-        heldout = load_frames(BUILTIN_HELDOUT, 2, (256, 256), seed=1)
-        print(format_fp16_rows(add_fp16_variants(out, heldout, threads=args.threads, progress=not args.quiet)))
-    if not args.no_int8:
-        print(format_report(calibrate_from_args(args, out, args.threads, not args.quiet)))
+    # Steps 2-3, one call: calibration/ writes every reduced-precision variant and the `auto` plans.
+    fp16, int8 = not args.no_fp16, not args.no_int8
+    summary = format_precision(precision_from_args(args, out, args.threads, not args.quiet, fp16=fp16, int8=int8))
+    if summary:
+        print(summary)
 
 
 def _build_engines(args: argparse.Namespace, out: Path) -> None:

@@ -1,5 +1,8 @@
 """Build this machine's TensorRT engines for an artifacts folder, from its ONNX graphs alone.
 
+The last step of export/build_engines.py (the command): which engines, and their manifest
+records; export/trt_builder.py builds each one.
+
     rows = build_engines_for_artifacts("artifacts/edge", sizes=[(720, 1280)])
     print(format_summary(rows))
 
@@ -37,7 +40,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from export.trt_builder import BuildOptions, ShapeRange, key_inputs_for
+from export.trt_builder import BuildOptions, key_inputs_for
 from export.trt_builder import build_engine as build_one_engine
 from runtime.engine_key import EngineKeyInputs, plan_filename
 from runtime.errors import EngineBuildError, InputError, ShapeError
@@ -50,12 +53,12 @@ from runtime.manifest import (
     Engine,
     FileRef,
     Manifest,
+    ShapeRange,
     TensorSpec,
     load_manifest,
     save_manifest,
     sha256_file,
 )
-from runtime.manifest import ShapeRange as ManifestShapeRange
 from runtime.pipeline import padded_size
 from runtime.trt_version import TrtCapabilities, detect
 
@@ -195,7 +198,7 @@ def _record(
             low = opt = high = tuple(int(d) for d in s.shape)
         else:
             low = opt = high = options.input_shapes[s.name]
-        profile[s.name] = ManifestShapeRange(low, opt, high)
+        profile[s.name] = ShapeRange(low, opt, high)
     return Engine(
         graph=job.graph,
         precision=options.effective_precision,

@@ -1,9 +1,11 @@
-"""Build one TensorRT engine (a serialized plan) from one ONNX graph.
+"""Build one TensorRT engine (a serialized plan) from one ONNX graph: the TensorRT calls.
+
+export/engines.py decides which engines an artifacts folder gets and calls this for each.
 
     result = build_engine("graphs/stage1_gd.fp32.onnx", "engines/stage1_gd.<key>.plan",
                           BuildOptions(mode="fp16_weak", input_shapes={"x": (1, 3, 256, 256), ...}))
 
-Precision modes (DESIGN.md section 5; what each TensorRT version supports is decided in
+Precision modes (docs/ARCHITECTURE.md; what each TensorRT version supports is decided in
 `runtime/trt_version.py`):
 
 - ``"fp32"``: the FP32 graph, no reduced-precision flag (TF32 allowed unless `allow_tf32=False`).
@@ -36,11 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from calibration.sensitive_ops import TENSORRT_FP32_LAYER_TYPES
 from runtime.atomic_io import atomic_write_bytes
 from runtime.engine_key import EngineKeyInputs
 from runtime.errors import EngineBuildError
 from runtime.gpu_info import GpuInfo, query_gpu
-from runtime.manifest import sha256_file
+from runtime.manifest import ShapeRange, sha256_file  # a dynamic input's profile: min <= opt <= max
 from runtime.trt_logger import shared_logger
 from runtime.trt_version import TrtCapabilities, detect, network_creation_flags
 
@@ -52,24 +55,12 @@ log = logging.getLogger(__name__)
 MODES = ("fp32", "fp16_weak", "strongly_typed")
 VARIANTS = ("fp32", "fp16", "int8")  # the manifest's precision variant of the ONNX file
 SEVERITIES = ("ERROR", "WARNING", "INFO", "VERBOSE")
-# Layer types kept in FP32 in weak FP16 by default: LayerNorm, softmax and reductions (DESIGN.md
-# section 5). Names of trt.LayerType members; a test checks them against the TensorRT stub.
-DEFAULT_FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
+# Layer types kept in FP32 in weak FP16 by default; the rule is calibration/'s, with the ONNX
+# one. Names of trt.LayerType members; a test checks them against the TensorRT stub.
+DEFAULT_FP32_LAYER_TYPES = TENSORRT_FP32_LAYER_TYPES
 # Layer types a precision constraint never applies to (no arithmetic, or integer/shape data).
 _NEVER_CONSTRAINED = frozenset({"CONSTANT", "SHAPE", "QUANTIZE", "DEQUANTIZE", "CAST", "ASSERTION", "IDENTITY"})
 _LAYER_TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class ShapeRange:
-    """A dynamic input's optimization profile: every dimension min <= opt <= max."""
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def as_tuple(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        return (tuple(self.min), tuple(self.opt), tuple(self.max))
 
 
 def _check_shape(where: str, shape: tuple[int, ...], multiple: int | None) -> None:

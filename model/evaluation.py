@@ -1,5 +1,7 @@
 """PSNR/SSIM per degradation case: degraded input, OpenCV non-local means, and UnfoldLDM.
 
+The library; model/evaluate.py is the command that prints, writes and plots its results.
+
 Degraded inputs come from `apply_case(clean, case, seed=image_index)`, so every run scores the
 same inputs. Non-local means is tuned per case: its strength h is the one from a grid that
 gives the best mean PSNR on the first few images of that case (an oracle choice in its favour).

@@ -1,4 +1,4 @@
-"""Two-phase training loop (DESIGN.md section 2), single process or DDP under torchrun.
+"""Two-phase training loop, single process or DDP under torchrun: the library; model/train.py is the command.
 
 Phase 1 trains MGDA, OCFormer and the GT-aware prior encoder end to end. Phase 2 first trains
 only the condition encoder and the denoiser to reproduce the (frozen) GT-aware prior (warm-up),

@@ -4,10 +4,10 @@ The native library (`CMakeLists.txt`, `native/`) holds, behind one C ABI, CUDA k
 reference of three per-frame steps (see native/include/unfoldldm_frame_kernels.h):
 
 - 8-bit interleaved BGR/RGB/BGRA/RGBA (any row stride) -> planar RGB FP32/FP16 in [0, 1],
-  reflect-padded at the bottom and right (runtime/video/sources.py `bgr_to_rgb_float`, then
+  reflect-padded at the bottom and right (runtime/pixels.py `bgr_to_rgb_float`, then
   runtime/pipeline.py `pad_nchw`);
 - the inverse: top-left crop, clip to [0, 1], times 255, round half to even, to 8 bits
-  (runtime/video/sinks.py `rgb_float_to_bgr8`); NaN becomes 0;
+  (runtime/pixels.py `rgb_float_to_bgr8`); NaN becomes 0;
 - overlap-add of tiles with the ramp mask and the final normalisation (runtime/tiling.py `Blender`).
 
 The C reference reproduces the NumPy path bit for bit (the tests check it). `load_frame_kernels()`
@@ -37,9 +37,8 @@ import numpy as np
 
 from runtime.errors import BackendUnavailable, InferenceError, InputError, ShapeError
 from runtime.pipeline import pad_nchw
+from runtime.pixels import bgr_to_rgb_float, rgb_float_to_bgr8
 from runtime.tiling import Blender, Tile
-from runtime.video.sinks import rgb_float_to_bgr8
-from runtime.video.sources import bgr_to_rgb_float
 
 log = logging.getLogger(__name__)
 

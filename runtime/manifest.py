@@ -1,8 +1,10 @@
 """`manifest.json`: the schema of an artifacts folder, its reader and its writer.
 
-The manifest is the single source of truth about an exported model (DESIGN.md section 3): the
-runtime needs nothing else, and never imports `model/`. This module owns the schema; `export/`
-fills it in. Schema version 1::
+The manifest is the single source of truth about an exported model (docs/ARCHITECTURE.md): the
+runtime needs nothing else, and never imports `model/`, `export/` or `calibration/`. This module
+owns the schema; one writer per build step fills it in: calibration/precision.py the `fp16`,
+`int8` and `int8-cpu` variants, `calibration` and `auto_precision`; export/engines.py
+`engines`; export/build.py everything else. Schema version 1::
 
     format            "unfoldldm-edge/artifacts"
     schema_version    1
@@ -231,9 +233,14 @@ class Calibration:
 
 @dataclass(frozen=True)
 class ShapeRange:
+    """An input's min/opt/max shapes: an engine's recorded profile, and what the builder is asked for."""
+
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
+
+    def as_tuple(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return (tuple(self.min), tuple(self.opt), tuple(self.max))
 
 
 @dataclass(frozen=True)

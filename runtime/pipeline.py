@@ -35,7 +35,7 @@ Two speed-for-quality knobs, per call (issue 5; `runtime/tradeoffs.py` measures 
   fewer stages when it falls behind (`runtime.video.adaptive.DepthController`).
 - `prior_cache=PriorCache(n)` reuses each stage's z (the output of the whole prior graph) from
   the frame that computed it for up to n following frames, unless the frame size changes or a
-  cheap scene-change test fires (`runtime.video.reuse`). The cache keeps z on the host (a few
+  cheap scene-change test fires (`runtime.prior_cache`). The cache keeps z on the host (a few
   floats per frame) and uploads it per stage, so it works with every backend. The gradient and
   proximal halves still run on every frame; only the prior graph is skipped.
 """
@@ -55,8 +55,8 @@ from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import BackendUnavailable, InferenceError, InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
 from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, plan_tiles_for_budget
+from runtime.prior_cache import PriorCache
 from runtime.tiling import Blender, Tile, check_tiling, plan_tiles
-from runtime.video.reuse import PriorCache
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ Prints two tables (and writes them as JSON with --json):
    centre-cropped to --size). Every stage output x_K is an image, so a real-time loop can run
    fewer stages when it falls behind (runtime/video/adaptive.py).
 2. Prior reuse, on the noisy clip at K_max: for each N in --reuse, the prior z of a frame is
-   reused for the next N frames unless the scene changes (runtime/video/reuse.py; N = 0 is
+   reused for the next N frames unless the scene changes (runtime/prior_cache.py; N = 0 is
    off). Reported: time per frame, the prior-graph runs, PSNR against the clean frames, and
    two temporal measures:
    - flicker: mean absolute frame-to-frame difference of the outputs minus that of the clean
@@ -54,7 +54,7 @@ from runtime.image_io import centre_crop, list_images, read_rgb8
 from runtime.manifest import REQUESTED_PRECISIONS
 from runtime.metrics import psnr
 from runtime.pipeline import Pipeline
-from runtime.video.reuse import DEFAULT_SCENE_THRESHOLD, PriorCache
+from runtime.prior_cache import DEFAULT_SCENE_THRESHOLD, PriorCache
 
 DEFAULT_IMAGES = cli.DEFAULT_DATA / "val" / "CBSD68"
 DEFAULT_CLIP = cli.DEFAULT_DATA / "video" / "vid4_walk"

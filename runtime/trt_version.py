@@ -21,7 +21,7 @@ This module lives in `runtime/` because the runtime may not import `export/` (DE
 section 4) and both need it. It never imports TensorRT at module import time: `detect()` does,
 once. The helpers at the bottom wrap the few calls whose spelling differs between 8.6 and 10+;
 the call that exists only in 8.6 (`context.device_memory = ...`) is on the allow-list of
-`export/trt_api_check.py`, which lets it appear in this file and nowhere else.
+`tools/trt_api_check.py`, which lets it appear in this file and nowhere else.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def export_tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Expor
         if key not in cache:
             import torch
 
-            from export.build import BuildOptions, build_from_checkpoint
+            from export.build import ExportOptions, build_from_checkpoint
             from model.checkpoint import Checkpoint, save_checkpoint
 
             torch.set_num_threads(1)
@@ -106,7 +106,7 @@ def export_tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Expor
             root = tmp_path_factory.mktemp("tiny")
             checkpoint = root / "tiny.pt"
             save_checkpoint(checkpoint, Checkpoint(config=model.config, model=model.state_dict(), phase="phase2_joint"))
-            options = BuildOptions(torch_programs=torch_programs, threads=1, progress=False)
+            options = ExportOptions(torch_programs=torch_programs, threads=1, progress=False)
             build_from_checkpoint(checkpoint, root / "artifacts", "tiny", options)
             cache[key] = ExportedModel(model, root / "artifacts", checkpoint)
         return cache[key]
@@ -125,7 +125,7 @@ def edge_export(tmp_path_factory: pytest.TempPathFactory) -> ExportedModel:
     """The `edge` model exported to ONNX: the shipped checkpoint, else random weights (seed 0)."""
     import torch
 
-    from export.build import BuildOptions, build_from_checkpoint
+    from export.build import ExportOptions, build_from_checkpoint
     from model.checkpoint import Checkpoint, load_model, save_checkpoint
     from model.config import named_config
     from model.unfoldldm import UnfoldLDM
@@ -138,7 +138,7 @@ def edge_export(tmp_path_factory: pytest.TempPathFactory) -> ExportedModel:
         model = UnfoldLDM(named_config("edge"))
         checkpoint, shipped = root / "edge_random.pt", False
         save_checkpoint(checkpoint, Checkpoint(config=model.config, model=model.state_dict(), phase="phase1"))
-    options = BuildOptions(
+    options = ExportOptions(
         torch_programs=False, parity_shapes=((1, 64, 96),), threads=torch.get_num_threads(), progress=False
     )
     build_from_checkpoint(checkpoint, root / "artifacts", "edge", options)

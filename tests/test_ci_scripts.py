@@ -1,7 +1,7 @@
 """The README's test command is what CI runs: one script, .ci/test, with every step in it.
 
 .ci/test itself is run here on a copy of the .ci folder whose tools (set-up, cmake, ruff,
-python) are stand-ins that record their calls, so its order of steps and its exit statuses are
+lint-imports, python) are stand-ins that record their calls, so its order of steps and its exit statuses are
 checked without installing or building anything.
 """
 
@@ -39,7 +39,7 @@ def _stand_ins(root: Path, pytest_status: int) -> Path:
     (root / ".ci" / "setup").write_text(f"echo setup >> {log}\n")
     bin_dir = root / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for name, status in (("cmake", 0), ("ruff", 0), ("python", pytest_status)):
+    for name, status in (("cmake", 0), ("ruff", 0), ("lint-imports", 0), ("python", pytest_status)):
         tool = bin_dir / name
         tool.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\nexit {status}\n')
         tool.chmod(0o755)
@@ -61,6 +61,7 @@ def test_ci_test_runs_every_step_in_order_and_fails_when_pytest_collects_nothing
         "cmake -S . -B build",
         "cmake --build build -j2",
         "ruff check --quiet .",
+        "lint-imports ",
         "python -m pytest -k x",
     ]
     if pytest_status == 5:

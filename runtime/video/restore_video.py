@@ -19,9 +19,9 @@ import numpy as np
 from runtime.errors import InputError
 from runtime.image_io import IMAGE_EXTENSIONS
 from runtime.pipeline import Pipeline
+from runtime.prior_cache import PriorCache
 from runtime.video.adaptive import DepthController
 from runtime.video.loop import Controller
-from runtime.video.reuse import PriorCache
 from runtime.video.sinks import (
     FOURCC_BY_EXTENSION,
     FrameSink,
@@ -117,7 +117,7 @@ class FrameRestorer:
 
     `depth` (a `runtime.video.adaptive.DepthController`) picks the number of unfolding stages
     per frame from the latencies the loop reports to it; `prior_cache` (a
-    `runtime.video.reuse.PriorCache`) lets frames reuse a recent frame's prior. Both are
+    `runtime.prior_cache.PriorCache`) lets frames reuse a recent frame's prior. Both are
     optional and only passed to the pipeline when set. Runs in the loop's inference thread only.
     """
 

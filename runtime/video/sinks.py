@@ -28,6 +28,7 @@ import numpy as np
 from runtime.atomic_io import discard, temporary_sibling
 from runtime.errors import InputError, ShapeError
 from runtime.image_io import IMAGE_EXTENSIONS, Image, check_output_folder, write_image
+from runtime.pixels import rgb_float_to_bgr8
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ FOURCC_BY_EXTENSION: dict[str, str] = {
     ".avi": "MJPG",
     ".mkv": "FFV1",
 }
-
-
-def rgb_float_to_bgr8(rgb: np.ndarray) -> np.ndarray:
-    """float RGB in [0, 1] (values outside are clipped) as the uint8 BGR OpenCV writes."""
-    pixels = np.rint(np.clip(rgb, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
-    return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
 
 
 def _check_frame(rgb: np.ndarray, size: tuple[int, int] | None, where: str) -> None:

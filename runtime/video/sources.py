@@ -38,6 +38,7 @@ import numpy as np
 
 from runtime.errors import InputError
 from runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from runtime.pixels import bgr_to_rgb_float
 
 log = logging.getLogger(__name__)
 
@@ -97,27 +98,6 @@ class Capture(Protocol):
     def get(self, prop_id: int) -> float: ...
 
     def release(self) -> None: ...
-
-
-def bgr_to_rgb_float(pixels: np.ndarray) -> np.ndarray:
-    """An OpenCV frame (grey, BGR or BGRA; 8 or 16 bit) as float32 RGB HxWx3 in [0, 1]."""
-    if pixels.dtype == np.uint8:
-        scale = np.float32(1.0 / 255.0)
-    elif pixels.dtype == np.uint16:
-        scale = np.float32(1.0 / 65535.0)
-    else:
-        raise InputError(f"unsupported frame sample type {pixels.dtype} (need 8- or 16-bit)")
-    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 1):
-        rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
-    elif pixels.ndim == 3 and pixels.shape[2] == 3:
-        rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    elif pixels.ndim == 3 and pixels.shape[2] == 4:
-        rgb = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
-    else:
-        raise InputError(f"unsupported frame shape {pixels.shape}")
-    out = rgb.astype(np.float32)
-    out *= scale
-    return out
 
 
 def _pick_fps(description: str, override: float | None, reported: float) -> float:

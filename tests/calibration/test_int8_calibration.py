@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from calibration.int8 import calibrate_artifacts
+from calibration.int8 import CalibrationReport, Int8Settings
+from calibration.precision import build_precision
 from calibration.sources import BUILTIN, BUILTIN_HELDOUT, CalibrationFrame, load_frames
 from runtime.errors import CalibrationError
 from runtime.manifest import load_manifest
@@ -45,6 +46,14 @@ def tiny_artifacts(export_tiny, tmp_path: Path) -> Path:
 
 def _small(source: str, count: int) -> list[CalibrationFrame]:
     return load_frames(source, count, (48, 64), seed=0)
+
+
+def calibrate_artifacts(root: Path, calibration, heldout, source: str, threads=None, progress=True, **options):
+    """The precision step with INT8 only (FP16 variants kept), as calibration/calibrate.py runs it."""
+    settings = Int8Settings(calibration, heldout, source, **options)
+    report = build_precision(root, int8=settings, threads=threads, progress=progress).int8
+    assert isinstance(report, CalibrationReport)
+    return report
 
 
 def test_calibration_writes_both_flavours_a_report_and_plans(tiny_artifacts: Path) -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from export.artifacts_folder import MARKER_NAME
-from export.build import BuildOptions, build_artifacts, checkpoint_source
+from export.build import ExportOptions, build_artifacts, checkpoint_source
 from runtime.errors import ExportError
 from runtime.manifest import MANIFEST_NAME
 
 REPO = Path(__file__).resolve().parents[2]
-OPTIONS = BuildOptions(torch_programs=False, parity_shapes=((1, 16, 16),), threads=1, progress=False)
+OPTIONS = ExportOptions(torch_programs=False, parity_shapes=((1, 16, 16),), threads=1, progress=False)
 
 
 def _users_folder(root: Path, with_manifest: bool = True) -> Path:

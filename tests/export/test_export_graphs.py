@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from export.artifacts_folder import claim_folder
-from export.build import BuildOptions, build_artifacts, checkpoint_source
+from export.build import ExportOptions, build_artifacts, checkpoint_source
 from export.onnx_export import check_opset, plan_graphs, written_opset
 from export.verify import parity_check
 from runtime.errors import ExportError
@@ -116,7 +116,7 @@ def test_opsets_outside_the_supported_range_are_refused(opset: int) -> None:
 def test_opset_can_be_raised_and_is_checked_in_every_file(export_tiny, tmp_path: Path) -> None:
     model = export_tiny().model
     source = checkpoint_source(export_tiny().checkpoint, "phase2_joint", 0, False)
-    options = BuildOptions(opset=18, torch_programs=False, parity_shapes=((1, 16, 16),), threads=1, progress=False)
+    options = ExportOptions(opset=18, torch_programs=False, parity_shapes=((1, 16, 16),), threads=1, progress=False)
     manifest = build_artifacts(model, source, tmp_path / "art", "tiny18", options)
     assert manifest.opset == 18
     assert {written_opset(manifest.graph_file(n)) for n in manifest.graphs} == {18}
@@ -176,7 +176,7 @@ def test_an_interrupted_build_leaves_no_manifest_and_no_temporary_files(
     monkeypatch.setattr(build, "export_onnx", fail_on_third)
     source = checkpoint_source(tiny_export.checkpoint, "phase2_joint", 0, False)
     with pytest.raises(ExportError, match="simulated failure"):
-        build_artifacts(tiny_export.model, source, out, "tiny", BuildOptions(torch_programs=False, progress=False))
+        build_artifacts(tiny_export.model, source, out, "tiny", ExportOptions(torch_programs=False, progress=False))
     assert not (out / MANIFEST_NAME).exists()
     assert not [p for p in out.rglob(".*") if p.is_file()], "temporary files left behind"
 

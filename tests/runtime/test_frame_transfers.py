@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.pipeline import Pipeline
-from runtime.video.reuse import PriorCache
+from runtime.prior_cache import PriorCache
 from tests.runtime.fake_pycuda import Counts, FakeCuda
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from runtime.errors import InputError
 from runtime.pipeline import Pipeline, pad_nchw, padded_size, sampler_noise
-from runtime.video.reuse import MISS_EMPTY, MISS_SCENE, MISS_SIZE, MISS_STALE, PriorCache
+from runtime.prior_cache import MISS_EMPTY, MISS_SCENE, MISS_SIZE, MISS_STALE, PriorCache
 
 
 def _scene(height: int, width: int, seed: int = 0, flip: bool = False) -> np.ndarray:

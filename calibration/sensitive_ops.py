@@ -1,6 +1,10 @@
 """Which nodes of a graph stay in higher precision, for FP16 conversion and INT8 quantization alike.
 
-Kept (DESIGN.md sections 2 and 5):
+Every rule of what a reduced-precision variant keeps at full precision lives here
+(docs/ARCHITECTURE.md, "Precision"): the ONNX nodes below, used by calibration/fp16.py and
+calibration/qdq.py, and the TensorRT layer types that weakly typed FP16 engines pin to FP32.
+
+Kept:
 
 - channel norms (every node under a `/norm` scope): mean and variance over channels, then a
   division by the standard deviation; the variance of small activations underflows in FP16 and
@@ -21,6 +25,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: export/build_engines.py --from-artifacts runs without onnx
     import onnx
+
+# trt.LayerType member names pinned to FP32 in weakly typed FP16 engines (export/trt_builder.py):
+# the same norms, softmax and reductions as the ONNX rule, as TensorRT names its layers.
+TENSORRT_FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
 
 KEEP_OP_TYPES = frozenset(
     {"Softmax", "ReduceMean", "ReduceL2", "ReduceSum", "MatMul", "Sqrt", "AveragePool", "Resize", "Softplus"}

@@ -1,11 +1,14 @@
-"""Write `<graph>.fp16.onnx` for every graph of an artifacts folder and record them in the manifest.
+"""The FP16 step: `<graph>.fp16.onnx` for every graph in use, each kept only if it passes its gate.
 
-Each FP16 graph (export/fp16.py) is checked against its FP32 parent on the inputs the FP32
+Each FP16 graph (calibration/fp16.py) is checked against its FP32 parent on the inputs the FP32
 pipeline really produces on held-out frames (pipeline replay): no NaN/Inf and at least
 `gate_db` PSNR, with ONNX Runtime on the CPU. That provider may compute some FP16 nodes in FP32,
 so it can hide an overflow; the test suite therefore runs every FP16 graph through ONNX's
 reference evaluator too (export/reference_check.py). A graph that misses the gate gets no FP16
 variant, and `--precision fp16` then names it in its error.
+
+This step writes graph files only; the manifest it returns is in memory, and
+calibration/precision.py, the one writer of the precision step, saves it.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from dataclasses import dataclass
 import onnx
 from tqdm import tqdm
 
+from calibration.fp16 import convert_to_fp16
 from calibration.gate import graph_accuracy
 from calibration.replay import replay
 from calibration.sources import CalibrationFrame
-from export.fp16 import convert_to_fp16
 from runtime.atomic_io import atomic_write_bytes
-from runtime.errors import ExportError
-from runtime.manifest import load_manifest, save_manifest
+from runtime.errors import CalibrationError
+from runtime.manifest import Manifest
 
 FP16_GATE_DB = 45.0
 
@@ -38,33 +41,20 @@ class Fp16Row:
 
 
 def add_fp16_variants(
-    artifacts: str,
+    manifest: Manifest,
     heldout: Sequence[CalibrationFrame],
     gate_db: float = FP16_GATE_DB,
     threads: int | None = None,
     progress: bool = True,
-) -> list[Fp16Row]:
-    """Convert, check and record the FP16 variant of every graph in use (replacing earlier ones)."""
+) -> tuple[Manifest, list[Fp16Row]]:
+    """`manifest` (without FP16 variants) with the FP16 variant of every graph in use that passed."""
     if not heldout:
-        raise ExportError("the FP16 check needs at least one frame")
-    manifest = load_manifest(artifacts)
-    # Drop the old FP16 variants (and the plans that name them) from the manifest before their
-    # files are rewritten, so an interrupted run leaves a valid manifest, not one with stale hashes.
-    manifest = dataclasses.replace(
-        manifest,
-        graphs={
-            name: dataclasses.replace(g, variants={k: v for k, v in g.variants.items() if k != "fp16"})
-            for name, g in manifest.graphs.items()
-        },
-        auto_precision={},
-    )
-    save_manifest(manifest, manifest.root)
+        raise CalibrationError("the FP16 check needs at least one frame")
     records, _ = replay(manifest, [f.image for f in heldout], threads, progress)
     checked_on = f"{len(heldout)} held-out frames, ONNX Runtime CPU"
     graphs = dict(manifest.graphs)
     rows = []
     for name in tqdm(manifest.graphs_in_use(), desc="fp16", unit="graph", disable=not progress):
-        entry = graphs[name]
         fp32_path = manifest.graph_file(name, "fp32")
         path = fp32_path.with_name(f"{name}.fp16.onnx")
         converted = convert_to_fp16(onnx.load(str(fp32_path)))
@@ -72,18 +62,12 @@ def add_fp16_variants(
         accuracy = graph_accuracy(fp32_path, path, records[name], threads)
         accepted = accuracy.finite and accuracy.min_psnr_db >= gate_db
         rows.append(Fp16Row(name, len(converted.kept_fp32), accuracy.min_psnr_db, accuracy.finite, accepted))
-        variants = dict(entry.variants)
-        if accepted:
-            variants["fp16"] = manifest.derived_variant(
-                name, "fp16", path, converted.kept_fp32, accuracy.min_psnr_db, checked_on
-            )
-        else:
+        if not accepted:
             path.unlink(missing_ok=True)
-        graphs[name] = dataclasses.replace(entry, variants=variants)
-    # The plans were cleared above: a new FP16 set invalidates them; calibration writes new ones.
-    save_manifest(dataclasses.replace(manifest, graphs=graphs), manifest.root)
-    load_manifest(manifest.root, verify=True)
-    return rows
+            continue
+        variant = manifest.derived_variant(name, "fp16", path, converted.kept_fp32, accuracy.min_psnr_db, checked_on)
+        graphs[name] = dataclasses.replace(graphs[name], variants={**graphs[name].variants, "fp16": variant})
+    return dataclasses.replace(manifest, graphs=graphs), rows
 
 
 def format_fp16_rows(rows: Sequence[Fp16Row]) -> str:

@@ -12,11 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from calibration.fp16 import convert_to_fp16, sort_nodes
+from calibration.precision import build_precision
 from calibration.replay import replay
-from export.fp16 import convert_to_fp16, sort_nodes
-from export.fp16_variants import add_fp16_variants
+from calibration.sensitive_ops import higher_precision_nodes, output_tail
 from export.reference_check import run_reference
-from export.sensitive_ops import higher_precision_nodes, output_tail
 from runtime.manifest import load_manifest
 from runtime.metrics import psnr
 
@@ -122,7 +122,8 @@ def test_fp16_variants_are_recorded_with_their_fp32_islands(export_tiny, tmp_pat
 
     root = tmp_path / "art"
     shutil.copytree(export_tiny().artifacts, root)
-    rows = add_fp16_variants(str(root), load_frames(BUILTIN_HELDOUT, 1, (48, 64)), threads=1, progress=False)
+    rows = build_precision(root, fp16_heldout=load_frames(BUILTIN_HELDOUT, 1, (48, 64)), threads=1, progress=False).fp16
+    assert rows is not None
     manifest = load_manifest(root)
     for row in rows:
         variant = manifest.graphs[row.graph].variants.get("fp16")

@@ -1,7 +1,7 @@
 """Check every TensorRT name and call in the project against the TensorRT type stub.
 
 TensorRT cannot run on the CI machine, so a misspelt or removed TensorRT call would only fail
-on a Jetson. This check makes it fail here (DESIGN.md section 9): it reads the `tensorrt-stubs`
+on a Jetson. This check makes it fail here (docs/ARCHITECTURE.md): it reads the `tensorrt-stubs`
 package (`pip install --no-deps tensorrt-stubs==10.13.0.35.1`; the stub is data here, never
 imported) and walks the source of every project module that imports `tensorrt`:
 
@@ -26,7 +26,10 @@ The stub as shipped is not valid Python (a parameter named `in`; a non-default a
 a default one). It is parsed from a sanitised copy in memory: each `def` line that does not
 parse gets the signature `(*args, **kwargs)`, keeping its return annotation.
 
-    python export/trt_api_check.py            # exit 1 and one line per problem
+    python tools/trt_api_check.py             # exit 1 and one line per problem
+
+A developer and CI tool, not part of the installed packages: tools/ is not a package, so it runs
+as a script (its tests load it from its file).
 """
 
 from __future__ import annotations

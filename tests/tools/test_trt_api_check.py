@@ -1,4 +1,4 @@
-"""A wrong TensorRT call fails CI here, where TensorRT cannot run (DESIGN.md section 9).
+"""A wrong TensorRT call fails CI here, where TensorRT cannot run: tools/trt_api_check.py.
 
 The check reads the `tensorrt-stubs` distribution; CI installs it with
 `pip install --no-deps tensorrt-stubs==10.13.0.35.1`. Without it these tests skip with the
@@ -7,17 +7,31 @@ reason on a developer machine and fail when the environment variable CI is set.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from export import trt_api_check as api
 from export.trt_builder import DEFAULT_FP32_LAYER_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def load_checker() -> ModuleType:
+    """tools/ is not a package: the checker is loaded from its file (registered under its name,
+    which its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("trt_api_check", REPO / "tools" / "trt_api_check.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
+
+api = load_checker()
 BUILDER = REPO / "export" / "trt_builder.py"
 VERSION_MODULE = REPO / "runtime" / "trt_version.py"
 BACKEND = REPO / "runtime" / "backends" / "tensorrt_backend.py"
@@ -286,10 +300,10 @@ def test_modules_that_do_not_import_tensorrt_are_not_checked(index: api.StubInde
 
 
 def test_the_cli_runs_as_a_file_from_the_repository_root(index: api.StubIndex) -> None:
-    result = subprocess.run([sys.executable, "export/trt_api_check.py", "--help"], cwd=REPO,
+    result = subprocess.run([sys.executable, "tools/trt_api_check.py", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
-    result = subprocess.run([sys.executable, "export/trt_api_check.py"], cwd=REPO,
+    result = subprocess.run([sys.executable, "tools/trt_api_check.py"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 problem(s)" in result.stderr

@@ -1,6 +1,6 @@
 """FP16 graphs: each FP32 graph converted to float16, with FP32 islands where FP16 is unsafe.
 
-The islands are export/sensitive_ops.py's nodes (norms, softmax, reductions, attention and
+The islands are calibration/sensitive_ops.py's nodes (norms, softmax, reductions, attention and
 decomposed-path matmuls, the output tail). Inputs and outputs stay float32 (`keep_io_types`), so
 an FP16 graph is a drop-in replacement and the pipeline chains it exactly like the FP32 one. The
 nodes kept in FP32 are returned so the manifest can record them.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from export.sensitive_ops import KEEP_OP_TYPES, check_node_names, higher_precision_nodes
+from calibration.sensitive_ops import KEEP_OP_TYPES, check_node_names, higher_precision_nodes
 
 
 @dataclass(frozen=True)

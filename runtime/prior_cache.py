@@ -15,7 +15,8 @@ A frame recomputes the priors (a miss) when:
   noisy frames of one scene stay well below the default threshold while a cut goes far above
   it (figures at DEFAULT_SCENE_THRESHOLD).
 
-Use one cache per video stream, from the one thread that runs the pipeline.
+Use one cache per video stream, from the one thread that runs the pipeline. The pipeline takes
+one, so this is a core runtime module; runtime/video/ makes one per stream.
 """
 
 from __future__ import annotations

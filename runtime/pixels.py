@@ -1,0 +1,39 @@
+"""Pixel conversions between OpenCV's frames (BGR, 8 or 16 bit) and the pipeline's float RGB.
+
+Core runtime: the video sources and sinks and the native frame kernels' NumPy reference all
+use these, so they live outside runtime/video/ (the core imports nothing of it).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from runtime.errors import InputError
+
+
+def bgr_to_rgb_float(pixels: np.ndarray) -> np.ndarray:
+    """An OpenCV frame (grey, BGR or BGRA; 8 or 16 bit) as float32 RGB HxWx3 in [0, 1]."""
+    if pixels.dtype == np.uint8:
+        scale = np.float32(1.0 / 255.0)
+    elif pixels.dtype == np.uint16:
+        scale = np.float32(1.0 / 65535.0)
+    else:
+        raise InputError(f"unsupported frame sample type {pixels.dtype} (need 8- or 16-bit)")
+    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 1):
+        rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    elif pixels.ndim == 3 and pixels.shape[2] == 3:
+        rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    elif pixels.ndim == 3 and pixels.shape[2] == 4:
+        rgb = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
+    else:
+        raise InputError(f"unsupported frame shape {pixels.shape}")
+    out = rgb.astype(np.float32)
+    out *= scale
+    return out
+
+
+def rgb_float_to_bgr8(rgb: np.ndarray) -> np.ndarray:
+    """float RGB in [0, 1] (values outside are clipped) as the uint8 BGR OpenCV writes."""
+    pixels = np.rint(np.clip(rgb, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
