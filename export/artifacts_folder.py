@@ -27,6 +27,9 @@ from runtime.manifest import MANIFEST_NAME, PRECISIONS, Manifest, file_refs, man
 MARKER_NAME = "unfoldldm-artifacts.json"
 MARKER_FORMAT = "unfoldldm-edge/artifacts-folder"
 GRAPHS_DIR = "graphs"
+# The export's reference frame and the PyTorch FP32 output for it (manifest.reference).
+REFERENCE_DIR = "reference"
+REFERENCE_FILES = ("input.npy", "output_fp32.npy")
 
 
 def _read_marker(folder: Path) -> set[str] | None:
@@ -74,7 +77,7 @@ def _write_marker(folder: Path, files: Iterable[str]) -> None:
 
 def names_a_build_writes(graph_names: Iterable[str]) -> list[str]:
     """Paths (relative to the folder) the export, FP16 and INT8 steps write under fixed names."""
-    names = [MANIFEST_NAME]
+    names = [MANIFEST_NAME, *(f"{REFERENCE_DIR}/{name}" for name in REFERENCE_FILES)]
     for graph in graph_names:
         names += [f"{GRAPHS_DIR}/{graph}.{precision}.onnx" for precision in PRECISIONS]
         names.append(f"{GRAPHS_DIR}/{graph}.pt2")

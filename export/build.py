@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from export.activation_sizes import measure_activation_bytes
-from export.artifacts_folder import GRAPHS_DIR, check_folder, claim_folder, remove_stale
+from export.artifacts_folder import GRAPHS_DIR, REFERENCE_DIR, REFERENCE_FILES, check_folder, claim_folder, remove_stale
 from export.manifest_writer import build_manifest
 from export.onnx_export import (
     DEFAULT_OPSET,
@@ -62,8 +62,6 @@ from runtime.manifest import (
     sha256_file,
 )
 from runtime.pipeline import Pipeline, sampler_noise
-
-REFERENCE_DIR = "reference"
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ def _pipeline_checks(
 
 def _write_reference(out: Path, frame: np.ndarray, restored: np.ndarray) -> ReferenceFrame:
     refs = []
-    for name, array in (("input.npy", frame), ("output_fp32.npy", restored)):
+    for name, array in zip(REFERENCE_FILES, (frame, restored), strict=True):
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         path = out / REFERENCE_DIR / name

@@ -66,6 +66,18 @@ def test_allow_non_empty_still_replaces_no_file_of_the_user(export_tiny, tmp_pat
     assert _snapshot(folder) == before
 
 
+def test_allow_non_empty_never_replaces_a_users_file_named_like_the_reference_frame(
+    export_tiny, tmp_path: Path
+) -> None:
+    folder = _users_folder(tmp_path, with_manifest=False)
+    (folder / "reference").mkdir()
+    (folder / "reference" / "input.npy").write_bytes(b"the user's own array")
+    before = _snapshot(folder)
+    with pytest.raises(ExportError, match="reference/input.npy: exists and was not written by this toolkit"):
+        _build(export_tiny(), folder, allow_non_empty=True)
+    assert _snapshot(folder) == before
+
+
 def test_allowed_into_a_users_folder_the_build_keeps_every_file_there_across_rebuilds(
     export_tiny, tmp_path: Path
 ) -> None:
@@ -80,6 +92,7 @@ def test_allowed_into_a_users_folder_the_build_keeps_every_file_there_across_reb
     after = _snapshot(folder)
     assert {k: after[k] for k in before} == before
     ours = {f"graphs/{name}.fp32.onnx" for name in manifest.graphs} | {MANIFEST_NAME, MARKER_NAME}
+    ours |= {"reference/input.npy", "reference/output_fp32.npy"}  # the manifest's reference frame
     assert set(after) == set(before) | ours
 
 
