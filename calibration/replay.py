@@ -1,7 +1,7 @@
 """Pipeline replay: run the FP32 pipeline over calibration frames and record every graph's inputs.
 
 Stage k's graphs are then calibrated on what the FP32 graphs before them really produce
-(DESIGN.md section 6), not on synthetic tensors. The recording sits between the pipeline and a
+(docs/PRECISION.md), not on synthetic tensors. The recording sits between the pipeline and a
 real ONNX Runtime CPU backend: each `run` call is passed through unchanged and its feeds copied.
 """
 

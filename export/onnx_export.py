@@ -1,6 +1,6 @@
 """Per-graph export of UnfoldLDM: ONNX files and torch.export programs.
 
-Graphs (DESIGN.md section 3): per stage k the gradient half `stage{k}_gd` (x, y -> v) and the
+Graphs (docs/ARCHITECTURE.md): per stage k the gradient half `stage{k}_gd` (x, y -> v) and the
 proximal half `stage{k}_prox` (v, z -> x); between them the `prior` graph (v, noise, stage ->
 z): condition encoder plus the whole T-step sampler, unrolled. Stages are numbered from 1 in
 graph names; the prior's `stage` input takes the 0-based index. With `share_stage_weights`
@@ -8,8 +8,9 @@ one gd and one prox graph (named after stage 1) serve every stage; without a pri
 no prior graph. The wrappers below only bind a stage index: all math stays in `model/`.
 
 ONNX: the TorchScript exporter (`dynamo=False`): the dynamo exporter writes opset 18 whatever
-is asked and stores weights as external data (DESIGN.md section 9). The opset actually
-written is read back and must equal the one requested. Batch, height and width are dynamic.
+is asked (above the 17 of `export/opsets.py`) and stores weights as external data. The opset
+actually written is read back and must equal the one requested. Batch, height and width are
+dynamic.
 
 torch.export programs: dynamic batch (>= 1) and height/width declared as `pad_multiple * n`
 with n >= min_size / pad_multiple. `min_size` (16 px, rounded up to the multiple) exists
@@ -162,7 +163,7 @@ def export_onnx(plan: GraphPlan, path: Path, opset: int, sample: tuple[torch.Ten
         dynamic[spec.name] = {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)}
     try:
         with atomic_target(path, suffix=path.suffix) as tmp, warnings.catch_warnings():
-            # We chose the TorchScript exporter on purpose (DESIGN.md section 9).
+            # We chose the TorchScript exporter on purpose (see the module docstring).
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
             warnings.filterwarnings("ignore", message=".*feature will be removed.*", category=DeprecationWarning)
             with torch.no_grad():

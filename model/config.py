@@ -25,7 +25,7 @@ class ModelConfig:
     holistic_channels: int = 8  # width of the small D and D^T conv nets (ours)
     decomposed_dim: int = 16  # row/column embedding width that generates W and M (ours)
     # The decomposed path costs h^2 w + h w^2 per channel, so it runs on a grid downsampled
-    # by this factor and its gradient is upsampled back (ours; DESIGN.md section 2).
+    # by this factor and its gradient is upsampled back (ours; docs/MODEL_CARD.md).
     decomposed_scale: int = 4
     # DR-LDM prior
     use_prior: bool = True  # prior on/off (ablation); off feeds OCFormer a zero prior

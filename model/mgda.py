@@ -1,6 +1,6 @@
 """MGDA: the gradient half of an unfolding stage, with an estimated, unknown degradation.
 
-y = D x + n with D unknown. Two estimates of D (DESIGN.md section 2):
+y = D x + n with D unknown. Two estimates of D (docs/MODEL_CARD.md):
 - holistic: small learned conv nets D and D^T (DGUNet style); gradient D^T(D x - y);
 - decomposed: per channel D x = W X M, W (h x h) mixing rows and M (w x w) mixing columns,
   both generated from the input; gradient W^T (W X M - Y) M^T.

@@ -1,4 +1,4 @@
-"""The engine key: which ONNX graph, built how, for which TensorRT and GPU (DESIGN.md section 3).
+"""The engine key: which ONNX graph, built how, for which TensorRT and GPU (docs/ARCHITECTURE.md, "The manifest").
 
 A TensorRT plan only runs on the TensorRT version and GPU it was built for, and only means
 the graph and precision it was built from. The key is a short hash of all of that:

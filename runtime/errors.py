@@ -1,4 +1,4 @@
-"""The project's one small error hierarchy (DESIGN.md section 8).
+"""The project's one small error hierarchy.
 
 CLIs catch `UnfoldError`, print one line and exit non-zero; library code raises, never exits.
 """

@@ -1,6 +1,6 @@
 """Name and compute capability of a CUDA GPU, without torch where possible.
 
-The engine key (DESIGN.md section 3) includes the GPU's name and compute capability, and both
+The engine key (`runtime/engine_key.py`) includes the GPU's name and compute capability, and both
 the engine builder and the TensorRT backend ask for them, on a Jetson without torch. The CUDA
 driver is asked through whichever binding is installed, imported only when asked:
 

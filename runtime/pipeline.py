@@ -28,7 +28,7 @@ work the host has already waited for: each tile (its output has been downloaded)
 backends whose graphs run synchronously (the CPU), each graph. Nothing is synchronised for it,
 so on a GPU a whole frame reports only its end.
 
-Two speed-for-quality knobs, per call (issue 5; `runtime/tradeoffs.py` measures both):
+Two speed-for-quality knobs, per call (`runtime/tradeoffs.py` measures both):
 
 - `stages=k` runs only the first k of the K stages and returns x_k. Every stage output is a
   valid image (the model is trained with a loss on each stage), so a real-time loop can run

@@ -1,4 +1,4 @@
-"""Measure the two speed-for-quality knobs of issue 5 on real data: adaptive depth and prior reuse.
+"""Measure the two speed-for-quality knobs of the pipeline on real data: adaptive depth and prior reuse.
 
     python runtime/tradeoffs.py                              # artifacts/edge, ONNX Runtime, CPU
     python runtime/tradeoffs.py --frames 20 --images 8 --json runs/tradeoffs.json

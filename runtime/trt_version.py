@@ -1,4 +1,4 @@
-"""The one place that detects the TensorRT version and says what it can do (DESIGN.md section 5).
+"""The one place that detects the TensorRT version and says what it can do.
 
 Everything that differs between the TensorRT releases we support is decided here, from the
 version string alone, so that the engine builder (`export/trt_builder.py`) and the TensorRT
@@ -17,8 +17,8 @@ desktop / JetPack 7    11.x        strongly typed only: precision lives in the O
 Q/DQ INT8 works on every TensorRT >= 8.0, so there is one INT8 path (a Q/DQ graph). TensorRT
 before 8.6 (JetPack 5) is out of scope and reported as unavailable.
 
-This module lives in `runtime/` because the runtime may not import `export/` (DESIGN.md
-section 4) and both need it. It never imports TensorRT at module import time: `detect()` does,
+This module lives in `runtime/` because the runtime may not import `export/` (the import
+contracts of docs/ARCHITECTURE.md) and both need it. It never imports TensorRT at module import time: `detect()` does,
 once. The helpers at the bottom wrap the few calls whose spelling differs between 8.6 and 10+;
 the call that exists only in 8.6 (`context.device_memory = ...`) is on the allow-list of
 `tools/trt_api_check.py`, which lets it appear in this file and nowhere else.

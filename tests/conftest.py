@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The real data lives beside the repository, never inside it (DESIGN.md section 8).
+# The real data lives beside the repository, never inside it (third-party academic data).
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

@@ -1,7 +1,7 @@
 """Every command-line tool answers --help when run as a file from the repository root.
 
 Run as files, the tools have their own folder first on sys.path, so this also catches a module
-named after a dependency (DESIGN.md section 8). The tools are found, not listed: every module
+named after a dependency. The tools are found, not listed: every module
 of the four packages with an `if __name__ == "__main__":` block. For the export and runtime
 tools listed in FLAGS, the help must show each flag, and every flag must carry a help text.
 """

@@ -95,7 +95,7 @@ def test_reference_conv_transpose_handles_groups() -> None:
 def test_every_fp16_graph_of_the_shipped_model_passes_the_reference_evaluator(
     edge_export, shared_data: Path, tmp_path: Path
 ) -> None:
-    """Must show (issue 4): at 256x256, on the inputs a real noisy photo produces, every FP16
+    """At 256x256, on the inputs a real noisy photo produces, every FP16
     graph computed in FP16 by the reference evaluator has no NaN/Inf and >= 45 dB against FP32."""
     from model.degradations import apply_case
     from runtime.image_io import read_image

@@ -116,7 +116,7 @@ def test_calibration_refuses_empty_frame_lists(tiny_artifacts: Path) -> None:
 def test_shipped_model_int8_pipeline_passes_the_gate_on_real_photos(
     edge_export, shared_data: Path, tmp_path: Path
 ) -> None:
-    """Must show (issue 4): calibrated on the built-in photos, checked on CBSD68 photos never
+    """Calibrated on the built-in photos, checked on CBSD68 photos never
     used for calibration (Gaussian noise 25): the symmetric INT8 pipeline is >= 40 dB against
     FP32 and loses <= 0.3 dB against ground truth, and a proximal graph ships INT8 with Q/DQ."""
     from model.degradations import apply_case
