@@ -155,8 +155,12 @@ def plan_jobs(
         shape_sets = [(_label(s), (s,)) for s in dict.fromkeys(padded)]
     jobs = []
     for graph in manifest.graphs_in_use():
-        mode, variant = _mode(manifest.precision_for(graph, precision, TARGET), weak_fp16)
+        chosen_variant = manifest.precision_for(graph, precision, TARGET)
+        mode, variant = _mode(chosen_variant, weak_fp16)
         spec = manifest.graph(graph)
+        # The FP16 converter's FP32 islands, pinned where TensorRT is weakly typed (8.6, fp16_weak).
+        # (An INT8 variant's kept_higher lists nodes left unquantized, not ones kept in FP32.)
+        kept = spec.variants["fp16"].kept_higher if chosen_variant == "fp16" else ()
         for label, chosen in shape_sets:
             common = dict(
                 mode=mode,
@@ -167,6 +171,7 @@ def plan_jobs(
                 dla_core=dla_core,
                 gpu_fallback=gpu_fallback,
                 log_severity=log_severity,
+                fp32_nodes=tuple(kept),
             )
             try:
                 if len(chosen) == 1:

@@ -30,6 +30,7 @@ Nothing here imports TensorRT at module import time.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 import re
 import time
@@ -95,6 +96,9 @@ class BuildOptions:
     # may add a suffix when one node becomes several layers: end patterns with "*".
     fp32_layer_types: tuple[str, ...] = DEFAULT_FP32_LAYER_TYPES
     fp32_layer_patterns: tuple[str, ...] = ()
+    # ONNX node names the FP16/INT8 converter kept in FP32 (the manifest's `kept_higher`): where
+    # layer constraints apply (weak typing), every layer made from one of them is pinned too.
+    fp32_nodes: tuple[str, ...] = ()
     allow_tf32: bool = True
     log_severity: str = "WARNING"
 
@@ -131,6 +135,8 @@ class BuildOptions:
                 raise EngineBuildError(f"dla_core must be >= 0, got {self.dla_core}")
             if self.effective_precision == "fp32":
                 raise EngineBuildError("the DLA runs FP16 or INT8 only: use fp16_weak or a fp16/int8 graph")
+            if self.profile is not None and any(len(set(r.as_tuple())) > 1 for r in self.profile.values()):
+                raise EngineBuildError("DLA engines are static: build one per size (min = opt = max), not a range")
         for name in self.fp32_layer_types:
             if not _LAYER_TYPE_NAME.fullmatch(name):
                 raise EngineBuildError(f"fp32_layer_types: {name!r} is not a trt.LayerType member name")
@@ -164,6 +170,9 @@ class BuildOptions:
         parts = [self.variant, self.mode]
         if uses_layer_constraints(self, caps) and (self.fp32_layer_types or self.fp32_layer_patterns):
             parts.append("fp32=" + ",".join(sorted(self.fp32_layer_types) + sorted(self.fp32_layer_patterns)))
+        if uses_layer_constraints(self, caps) and self.fp32_nodes:
+            digest = hashlib.sha256("\n".join(sorted(self.fp32_nodes)).encode()).hexdigest()[:12]
+            parts.append(f"fp32nodes={len(self.fp32_nodes)}:{digest}")
         if not self.allow_tf32:
             parts.append("no-tf32")
         if self.dla_core is not None:
@@ -288,7 +297,9 @@ def _pin_fp32_layers(network: trt.INetworkDefinition, options: BuildOptions) -> 
 
     types = set(options.fp32_layer_types)
     patterns = options.fp32_layer_patterns
+    nodes = frozenset(options.fp32_nodes)
     used_patterns: set[str] = set()
+    used_nodes: set[str] = set()
     pinned = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -296,12 +307,15 @@ def _pin_fp32_layers(network: trt.INetworkDefinition, options: BuildOptions) -> 
         if type_name in _NEVER_CONSTRAINED:
             continue
         hits = [p for p in patterns if fnmatch.fnmatchcase(str(layer.name), p)]
-        if type_name not in types and not hits:
+        node = node_of_layer(str(layer.name), nodes)
+        if type_name not in types and not hits and node is None:
             continue
         outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
         if not outputs or not all(t.dtype in (trt.float32, trt.float16) for t in outputs):
             continue  # integer, bool or shape outputs: nothing to keep in FP32
         used_patterns.update(hits)
+        if node is not None:
+            used_nodes.add(node)
         layer.precision = trt.float32
         for j in range(layer.num_outputs):
             layer.set_output_type(j, trt.float32)
@@ -309,7 +323,21 @@ def _pin_fp32_layers(network: trt.INetworkDefinition, options: BuildOptions) -> 
     for pattern in patterns:
         if pattern not in used_patterns:
             log.warning("fp32 layer pattern %r matched no float layer", pattern)
+    if nodes - used_nodes:  # e.g. nodes TensorRT folded into a constant
+        log.info("%d of %d FP32 nodes made no float layer here", len(nodes - used_nodes), len(nodes))
     return pinned
+
+
+_PARSER_SUFFIX = re.compile(r"_\d+$")
+
+
+def node_of_layer(layer_name: str, nodes: frozenset[str]) -> str | None:
+    """The ONNX node in `nodes` a layer was made from, or None. TensorRT's ONNX parser names a
+    node's first layer after the node and further ones `<node>_<n>` (a global counter)."""
+    if layer_name in nodes:
+        return layer_name
+    base = _PARSER_SUFFIX.sub("", layer_name)
+    return base if base != layer_name and base in nodes else None
 
 
 def _load_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:

@@ -7,6 +7,7 @@ is tested over the fake TensorRT in test_trt_builder.py.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,17 @@ def test_a_dynamic_profile_covers_every_input_with_a_symbolic_dim(manifest: Mani
 def test_bad_options_are_input_errors(manifest: Manifest, kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         plan_jobs(manifest, **kwargs)
+
+
+def test_fp16_engines_carry_the_converters_fp32_nodes(manifest: Manifest) -> None:
+    def with_fp16(graph):  # an FP16 variant as the precision step records it (file not read here)
+        fp16 = dataclasses.replace(graph.variants["fp32"], precision="fp16", kept_higher=("/x/Conv", "/x/Mul"))
+        return dataclasses.replace(graph, variants={**graph.variants, "fp16": fp16})
+
+    planned = dataclasses.replace(manifest, graphs={n: with_fp16(g) for n, g in manifest.graphs.items()})
+    jobs = plan_jobs(planned, precision="fp16", sizes=[(64, 64)])
+    assert jobs and all(j.options.fp32_nodes == ("/x/Conv", "/x/Mul") for j in jobs)
+    assert all(j.options.fp32_nodes == () for j in plan_jobs(manifest, sizes=[(64, 64)]))  # fp32 engines
 
 
 def test_a_precision_the_artifacts_lack_is_a_manifest_error(manifest: Manifest) -> None:

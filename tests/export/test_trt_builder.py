@@ -170,6 +170,7 @@ class _Network:
             _Layer(trt, "/attn/softmax", "SOFTMAX", f32),
             _Layer(trt, "/attn/shape", "SHAPE", i32),
             _Layer(trt, "/head/conv_last", "CONVOLUTION", f32),
+            _Layer(trt, "/enc/conv_12", "CONVOLUTION", f32),  # a second layer the parser made of /enc/conv
         ]
 
     @property
@@ -494,6 +495,34 @@ def test_dla(fake, onnx_file: Path) -> None:
     _, builder = _build(onnx_file, mode="fp16_weak", dla_core=1)
     assert builder.config.default_device_type is trt.DeviceType.DLA and builder.config.DLA_core == 1
     assert "GPU_FALLBACK" in builder.config.flags
+
+
+def test_the_fp16_converters_fp32_nodes_are_pinned_where_tensorrt_is_weakly_typed(fake, onnx_file: Path) -> None:
+    fake("8.6.2.3")
+    result, builder = _build(onnx_file, mode="strongly_typed", variant="fp16", fp32_nodes=("/enc/conv", "/folded"))
+    assert _pinned(builder) == ["/enc/conv", "/enc/ln", "/attn/softmax", "/enc/conv_12"]
+    assert "/fp32nodes=2:" in result.key_inputs.precision  # another island set is another engine
+    fake("10.3.0.30")  # strongly typed: the graph's own Casts keep the islands, nothing is pinned
+    result, builder = _build(onnx_file, mode="strongly_typed", variant="fp16", fp32_nodes=("/enc/conv",))
+    assert _pinned(builder) == [] and "fp32nodes" not in result.key_inputs.precision
+
+
+def test_a_layer_belongs_to_the_node_it_is_named_after() -> None:
+    nodes = frozenset({"/enc/conv", "/a/MatMul_1"})
+    assert trt_builder.node_of_layer("/enc/conv", nodes) == "/enc/conv"
+    assert trt_builder.node_of_layer("/enc/conv_12", nodes) == "/enc/conv"  # the parser's further layers
+    assert trt_builder.node_of_layer("/a/MatMul_1", nodes) == "/a/MatMul_1"
+    assert trt_builder.node_of_layer("/a/MatMul_1_3", nodes) == "/a/MatMul_1"
+    assert trt_builder.node_of_layer("/a/MatMul", nodes) is None
+    assert trt_builder.node_of_layer("/enc/conv_x", nodes) is None
+
+
+def test_dla_engines_are_static() -> None:
+    shape = SHAPES["x"]
+    grown = (shape[0], shape[1], shape[2] * 2, shape[3] * 2)
+    with pytest.raises(EngineBuildError, match="DLA engines are static"):
+        BuildOptions(mode="fp16_weak", dla_core=0, profile={"x": ShapeRange(shape, shape, grown)})
+    BuildOptions(mode="fp16_weak", dla_core=0, profile={"x": ShapeRange(shape, shape, shape)})  # one size: fine
 
 
 def test_missing_onnx_file(fake, tmp_path: Path) -> None:
