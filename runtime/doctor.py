@@ -10,7 +10,7 @@ PyTorch FP32 output the export stored beside it (`manifest.reference`), with Pol
 comparison (max and mean abs diff), PSNR and NaN/Inf counts:
 
 - ONNX Runtime on the CPU (a second opinion, where installed), in the main thread and in a
-  worker thread, as the video loop runs inference;
+  worker thread, as the video loop runs inference; OpenVINO on the CPU where installed;
 - TensorRT, where it and a GPU are present: FP16 engines built for the reference frame's size
   into a temporary copy of the artifacts (`export/build_engines.py --from-artifacts`, as a
   device owner would run it), then the same comparison in the main thread and in a worker thread
@@ -59,8 +59,8 @@ FP32_GPU_ATOL = 2e-3
 FP16_ATOL = 0.05  # FP16 engines: a per-pixel bound, beside the PSNR floor below
 FP16_MIN_PSNR_DB = 40.0  # the precision gate of the FP16 and INT8 variants
 _GPU_PRECISION = {"tensorrt": "fp16", "torch": "fp32"}  # what each GPU backend is checked at
-_MATCH_CHECK = {"onnxruntime": "onnxruntime.reference_match", "tensorrt": "tensorrt.reference_match",
-                "torch": "torch.cuda_reference_match"}  # fmt: skip
+_MATCH_CHECK = {"onnxruntime": "onnxruntime.reference_match", "openvino": "openvino.reference_match",
+                "tensorrt": "tensorrt.reference_match", "torch": "torch.cuda_reference_match"}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,12 +95,14 @@ class Doctor:
         c.run("pycuda.import", module_check("pycuda", "pycuda"))
         c.run("torch.import", module_check("torch"))
         c.run("onnxruntime.import", module_check("onnxruntime"))
+        c.run("openvino.import", module_check("openvino"))
         c.run("polygraphy.import", module_check("polygraphy"))
         c.run("cuda.device", gpu_check)
         c.run("artifacts.manifest", self._load)
         c.run("artifacts.reference", self._reference)
         c.run("onnxruntime.reference_match", lambda: self._match("onnxruntime", "cpu", "fp32", threaded=False))
         c.run("onnxruntime.thread_match", lambda: self._match("onnxruntime", "cpu", "fp32", threaded=True))
+        c.run("openvino.reference_match", lambda: self._match("openvino", "cpu", "fp32", threaded=False))
         c.run("tensorrt.build_fp16", self._build_engines)
         c.run("tensorrt.reference_match", lambda: self._match("tensorrt", "cuda", "fp16", threaded=False))
         c.run("torch.cuda_reference_match", lambda: self._match("torch", "cuda", "fp32", threaded=False))

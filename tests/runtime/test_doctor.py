@@ -34,7 +34,8 @@ def test_the_doctor_passes_here_and_says_why_each_gpu_check_is_skipped(export_ti
     assert all(c["status"] in ("ok", "skipped") for c in checks.values()), printed
     assert all(c["reason"] for c in checks.values() if c["status"] != "ok")
     for name in ("environment.python", "environment.numpy", "artifacts.manifest", "artifacts.reference",
-                 "onnxruntime.reference_match", "onnxruntime.thread_match", "latency.onnxruntime"):  # fmt: skip
+                 "onnxruntime.reference_match", "onnxruntime.thread_match", "openvino.reference_match",
+                 "latency.onnxruntime"):  # fmt: skip
         assert checks[name]["status"] == "ok", checks[name]
     match = checks["onnxruntime.thread_match"]["details"]
     assert match["max_abs_diff"] <= 1e-4 and match["nan_or_inf"] == 0 and match["psnr_db"] > 60
