@@ -46,6 +46,7 @@ from export.onnx_export import (
 from export.verify import check_onnx, parity_check, reference_image
 from model.checkpoint import load_model
 from model.config import ModelConfig
+from model.export_forms import KEPT_FORMS, export_form
 from model.unfoldldm import UnfoldLDM
 from runtime.atomic_io import atomic_write_bytes
 from runtime.backends.select import create_backend
@@ -68,7 +69,8 @@ from runtime.pipeline import Pipeline, sampler_noise
 class ExportOptions:
     opset: int = DEFAULT_OPSET
     torch_programs: bool = True
-    graph_passes: bool = True  # exact speed rewrites of the ONNX graphs (export/graph_passes.py)
+    # exact speed rewrites: the graph forms of model/export_forms.py and export/graph_passes.py
+    graph_passes: bool = True
     # (batch, height, width) for parity; None: a batch of two small frames and one 256x256,
     # rounded to the model multiple.
     parity_shapes: tuple[tuple[int, int, int], ...] | None = None
@@ -160,7 +162,9 @@ def build_artifacts(
                 f"parity shape {b}x{h}x{w}: batch must be >= 1 and height/width multiples of {multiple}, "
                 f"at least {min_size(multiple)}"
             )
-    plans: list[GraphPlan] = plan_graphs(model)
+    # The graphs are written from the CPU-friendlier forms of the same weights (model/export_forms.py);
+    # the parity check below compares them with `model` itself.
+    plans: list[GraphPlan] = plan_graphs(export_form(model, KEPT_FORMS) if options.graph_passes else model)
     owned = claim_folder(out, [p.name for p in plans], options.allow_non_empty)
     graphs_dir = out / GRAPHS_DIR
     try:

@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plain-graphs",
         action="store_true",
-        help="write the ONNX graphs as the exporter made them, without the exact speed rewrites of "
-        "export/graph_passes.py (mean over channels as a 1x1 Conv)",
+        help="write the ONNX graphs as the exporter made them from the training modules, without the exact "
+        "speed rewrites (the graph forms of model/export_forms.py: convolutions split instead of chunk(); "
+        "export/graph_passes.py: mean over channels as a 1x1 Conv)",
     )
     p.add_argument(
         "--check-size",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from export.onnx_export import GraphPlan, min_size
 from model.drldm import diffusion_schedule
+from model.export_forms import KEPT_FORMS
 from model.unfoldldm import UnfoldLDM
 from runtime.manifest import (
     FORMAT,
@@ -28,6 +29,7 @@ from runtime.manifest import (
 from runtime.pipeline import NOISE_RULE
 
 EXPORTER = "torch.onnx.export(dynamo=False) for ONNX; torch.export.export + torch.export.save for .pt2"
+REWRITES = f"; graph forms: {', '.join(KEPT_FORMS)}; ONNX graph passes: channel_mean_as_conv"
 
 
 def toolchain() -> dict[str, str]:
@@ -103,7 +105,7 @@ def build_manifest(
         model_config=json.loads(json.dumps(config.to_dict())),  # tuples as JSON lists, as read back
         source=source,
         toolchain=toolchain(),
-        exporter=EXPORTER + ("; ONNX graph passes: channel_mean_as_conv" if graph_passes else ""),
+        exporter=EXPORTER + (REWRITES if graph_passes else ""),
         opset=opset,
         pad_multiple=config.pad_multiple,
         min_size=min_size(config.pad_multiple),

@@ -57,6 +57,8 @@ FLAGS = {
     "runtime/bench/graph_speedup.py": [
         "--artifacts", "--backend", "--precision", "--size", "--warmup", "--iters", "--json",
     ],
+    "export/op_profile.py": ["--artifacts", "--size", "--backends", "--repeats", "--top", "--json", "--threads"],
+    "export/graph_forms_bench.py": ["--checkpoint", "--size", "--repeats", "--tolerance", "--cpu-time", "--json"],
     "model/train.py": [],
     "model/evaluate.py": [],
 }  # fmt: skip
@@ -89,6 +91,8 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         "calibration.calibrate",
         "runtime.restore",
         "export.benchmark_cpu",
+        "export.op_profile",
+        "export.graph_forms_bench",
         "runtime.benchmark",
         "runtime.video_throughput",
         "runtime.tradeoffs",
