@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from export.activation_sizes import measure_activation_bytes
 from export.artifacts_folder import GRAPHS_DIR, REFERENCE_DIR, REFERENCE_FILES, check_folder, claim_folder, remove_stale
+from export.cpu_timing import time_cpu_backends
 from export.manifest_writer import build_manifest
 from export.onnx_export import (
     DEFAULT_OPSET,
@@ -71,6 +72,9 @@ class ExportOptions:
     torch_programs: bool = True
     # exact speed rewrites: the graph forms of model/export_forms.py and export/graph_passes.py
     graph_passes: bool = True
+    # (height, width) at which the CPU backends are timed for the default order (export/cpu_timing.py);
+    # None: not timed, the default order keeps ONNX Runtime first.
+    cpu_timing_size: tuple[int, int] | None = None
     # (batch, height, width) for parity; None: a batch of two small frames and one 256x256,
     # rounded to the model multiple.
     parity_shapes: tuple[tuple[int, int, int], ...] | None = None
@@ -211,7 +215,10 @@ def build_artifacts(
     size = options.pipeline_size or (2 * smallest + multiple + 1, 3 * smallest + 2 * multiple - 1)
     backends = ["onnxruntime", "torch"] if options.torch_programs else ["onnxruntime"]
     checks, reference = _pipeline_checks(model, manifest, size, options.tolerance, options.threads, backends)
-    manifest = dataclasses.replace(manifest, pipeline_checks=checks, reference=reference)
+    timing = None
+    if options.cpu_timing_size:
+        timing = time_cpu_backends(manifest, options.cpu_timing_size, threads=options.threads)
+    manifest = dataclasses.replace(manifest, pipeline_checks=checks, reference=reference, cpu_timing=timing)
     save_manifest(manifest, out)
     written = load_manifest(out, verify=True)  # read back what we wrote, hashes included
     remove_stale(out, owned, written)

@@ -7,7 +7,8 @@
 1. Export: per stage the gradient half and the proximal half, plus the `prior` graph
    (condition encoder and the whole fixed-step sampler), each as ONNX (opset 17 unless --opset)
    and as a torch.export program; onnx.checker, shape inference, parity of every graph and of
-   the whole pipeline against PyTorch.
+   the whole pipeline against PyTorch; then ONNX Runtime and OpenVINO (where installed) timed
+   against each other at --cpu-timing-size, the faster leading the default order on a CPU.
 2. FP16: `<graph>.fp16.onnx` with FP32 islands, checked against FP32 (--no-fp16 skips).
 3. INT8: calibration by pipeline replay, `<graph>.int8.onnx` (symmetric Q/DQ, for TensorRT) and
    `<graph>.int8-cpu.onnx` and the accuracy gate (--no-int8 skips; the calibration flags are
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from calibration.calibrate import add_calibration_arguments, format_precision, precision_from_args
 from export.cli_sizes import frame_size
+from export.cpu_timing import DEFAULT_SIZE as DEFAULT_CPU_TIMING_SIZE
 from export.opsets import DEFAULT_OPSET, MAX_OPSET
 from runtime import cli
 from runtime.errors import BackendUnavailable, InputError, UnfoldError, report_error
@@ -87,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the ONNX graphs as the exporter made them from the training modules, without the exact "
         "speed rewrites (the graph forms of model/export_forms.py: convolutions split instead of chunk(); "
         "export/graph_passes.py: mean over channels as a 1x1 Conv)",
+    )
+    p.add_argument(
+        "--cpu-timing-size",
+        type=frame_size,
+        default=DEFAULT_CPU_TIMING_SIZE,
+        metavar="WxH",
+        help="frame size at which ONNX Runtime and OpenVINO (where installed) are timed against each other "
+        "at FP32; the faster one leads the default backend order on a CPU (default: "
+        f"{DEFAULT_CPU_TIMING_SIZE[1]}x{DEFAULT_CPU_TIMING_SIZE[0]})",
+    )
+    p.add_argument(
+        "--no-cpu-timing",
+        action="store_true",
+        help="do not time the CPU backends: the default order on a CPU keeps ONNX Runtime first",
     )
     p.add_argument(
         "--check-size",
@@ -188,6 +204,7 @@ def _prepare_onnx_artifacts(args: argparse.Namespace, out: Path) -> None:
         opset=args.opset,
         torch_programs=not args.no_torch_programs,
         graph_passes=not args.plain_graphs,
+        cpu_timing_size=None if args.no_cpu_timing else args.cpu_timing_size,
         parity_shapes=shapes,
         tolerance=args.tolerance,
         threads=args.threads,

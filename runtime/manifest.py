@@ -34,6 +34,9 @@ owns the schema; one writer per build step fills it in: calibration/precision.py
     reference         one frame (float32 NHWC .npy) and the PyTorch FP32 model's restoration of
                       it, written at export: what a device compares its own output with
                       (`runtime/doctor.py`), needing neither the checkpoint nor ONNX Runtime
+    cpu_timing        the FP32 pipeline's time per frame on each CPU backend (ONNX Runtime,
+                      OpenVINO where installed), measured at export, or null: the default
+                      backend order on a CPU tries the fastest first
     calibration       INT8 calibration record, or null
     engines           TensorRT engines built from these graphs, with their keys
     auto_precision    per backend target ("onnxruntime/cpu", "tensorrt/cuda", ...): graph name ->
@@ -193,6 +196,21 @@ class ReferenceFrame:
 
 
 @dataclass(frozen=True)
+class CpuTiming:
+    """The FP32 pipeline's median time per frame on each CPU backend that could open, measured
+    interleaved at export (export/cpu_timing.py): the default backend order on a CPU puts the
+    fastest first."""
+
+    height: int
+    width: int
+    threads: int | None  # None: each backend's default (one thread per physical core)
+    frame_ms: dict[str, float]  # backend name -> median milliseconds per frame
+
+    def fastest(self) -> str | None:
+        return min(self.frame_ms, key=self.frame_ms.__getitem__) if self.frame_ms else None
+
+
+@dataclass(frozen=True)
 class Stage:
     stage: int  # 1-based
     gradient: str
@@ -280,6 +298,7 @@ class Manifest:
     graphs: dict[str, Graph]
     pipeline_checks: tuple[PipelineCheck, ...] = ()
     reference: ReferenceFrame | None = None
+    cpu_timing: CpuTiming | None = None
     calibration: Calibration | None = None
     engines: tuple[Engine, ...] = ()
     auto_precision: dict[str, dict[str, str]] = field(default_factory=dict)

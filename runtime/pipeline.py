@@ -156,13 +156,16 @@ class Pipeline:
     ) -> Pipeline:
         """Read `<artifacts>/manifest.json` (checking every file's sha256 when `verify`) and
         open the first available backend among `backend` (a name, names in order of preference,
-        or None for the default order: TensorRT, ONNX Runtime, torch; GPU before CPU).
+        or None for the default order: TensorRT, ONNX Runtime, torch; GPU before CPU; on the CPU
+        the backend the manifest's `cpu_timing` measured fastest first).
         `precision` is auto, fp32, fp16 or int8 (see Manifest.precision_for). `backend_options`
         (e.g. {"io_binding": True}) go to the backend that has them; setting one leaves out the
         candidates that do not (runtime/backends/options.py). `cuda_graphs`: see `__init__`."""
         manifest = load_manifest(artifacts, verify=verify)
         names = [backend] if isinstance(backend, str) else backend
-        opened = open_backend(manifest, candidate_order(names, device), precision, threads, backend_options)
+        fastest_cpu = manifest.cpu_timing.fastest() if manifest.cpu_timing else None
+        candidates = candidate_order(names, device, fastest_cpu)
+        opened = open_backend(manifest, candidates, precision, threads, backend_options)
         try:
             return cls(manifest, opened, tile, tile_overlap, max_memory, cuda_graphs)
         except BaseException:

@@ -21,7 +21,8 @@ PACKAGES = ("model", "export", "runtime", "calibration")
 # Tools that must exist, and the flags their --help must show.
 FLAGS = {
     "export/build_engines.py": [
-        "--checkpoint", "--name", "--out", "--opset", "--no-torch-programs", "--plain-graphs", "--check-size",
+        "--checkpoint", "--name", "--out", "--opset", "--no-torch-programs", "--plain-graphs", "--cpu-timing-size",
+        "--no-cpu-timing", "--check-size",
         "--tolerance", "--threads", "--from-artifacts", "--no-fp16", "--no-int8", "--source", "--heldout",
         "--frames", "--heldout-frames", "--calibration-size", "--degrade", "--method", "--gate-db",
         "--graph-screen-db", "--max-gt-loss-db", "--no-cpu-flavour", "--precision", "--sizes", "--profile",

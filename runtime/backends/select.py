@@ -22,7 +22,9 @@ BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt", "openvino")
 # Backends that run on one device only; the others run on both.
 ONLY_ON = {"tensorrt": "cuda", "openvino": "cpu"}
 # GPU first, then the CPU; ONNX Runtime before torch on each device (faster, and torch may be absent).
-# OpenVINO is chosen by name only: ONNX Runtime stays the CPU backend that is always installed.
+# OpenVINO joins the default order only where the manifest's CPU timing measured it fastest
+# (`candidate_order`'s `cpu_first`), and then in front of ONNX Runtime, which stays the CPU
+# backend that is always installed: without OpenVINO the order falls through to it.
 DEFAULT_ORDER: tuple[tuple[str, str], ...] = (
     ("tensorrt", "cuda"),
     ("onnxruntime", "cuda"),
@@ -62,9 +64,13 @@ def create_backend(
     return TensorRTBackend(manifest, device, precision, threads, **keywords)
 
 
-def candidate_order(backends: Sequence[str] | None = None, device: str | None = None) -> list[tuple[str, str]]:
+def candidate_order(
+    backends: Sequence[str] | None = None, device: str | None = None, cpu_first: str | None = None
+) -> list[tuple[str, str]]:
     """The candidates for a request: `backends` in the given order (None: all, default order),
-    each on `device` (None: CUDA first, then CPU). TensorRT runs on CUDA only, OpenVINO on the CPU only."""
+    each on `device` (None: CUDA first, then CPU). TensorRT runs on CUDA only, OpenVINO on the CPU only.
+    `cpu_first` (the manifest's fastest CPU backend, `CpuTiming.fastest`) leads the default
+    order's CPU candidates; an explicit `backends` list is kept as given."""
     for name in backends or ():
         if name not in BACKEND_NAMES:
             raise InputError(f"unknown backend {name!r} (use one of {', '.join(BACKEND_NAMES)})")
@@ -74,7 +80,13 @@ def candidate_order(backends: Sequence[str] | None = None, device: str | None = 
         devices = [device] if device else ["cuda", "cpu"]
         order = [(b, d) for b in backends for d in devices if ONLY_ON.get(b, d) == d]
     else:
-        order = [(b, d) for b, d in DEFAULT_ORDER if device in (None, d)]
+        default = list(DEFAULT_ORDER)
+        if cpu_first is not None and ONLY_ON.get(cpu_first, "cpu") == "cpu":
+            if (cpu_first, "cpu") in default:
+                default.remove((cpu_first, "cpu"))
+            first_cpu = next(i for i, (_, d) in enumerate(default) if d == "cpu")
+            default.insert(first_cpu, (cpu_first, "cpu"))
+        order = [(b, d) for b, d in default if device in (None, d)]
     if not order:
         needs = "; ".join(f"the {b} backend needs --device {ONLY_ON[b]}" for b in dict.fromkeys(backends or ()))
         raise InputError(needs)
