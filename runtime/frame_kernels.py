@@ -5,7 +5,7 @@ reference of three per-frame steps (see native/include/unfoldldm_frame_kernels.h
 
 - 8-bit interleaved BGR/RGB/BGRA/RGBA (any row stride) -> planar RGB FP32/FP16 in [0, 1],
   reflect-padded at the bottom and right (runtime/pixels.py `bgr_to_rgb_float`, then
-  runtime/pipeline.py `pad_nchw`);
+  runtime/pixels.py `pad_nchw`);
 - the inverse: top-left crop, clip to [0, 1], times 255, round half to even, to 8 bits
   (runtime/pixels.py `rgb_float_to_bgr8`); NaN becomes 0;
 - overlap-add of tiles with the ramp mask and the final normalisation (runtime/tiling.py `Blender`).
@@ -15,9 +15,10 @@ finds the library in $UNFOLDLDM_NATIVE_LIB (a file or a folder), in build/ under
 root, or where `cmake --install` put it; when there is none, `frame_to_planar`, `planar_to_frame`
 and `make_blender` use the NumPy/OpenCV path and one line is logged.
 
-For the TensorRT backend (device pointers as ints, a cudaStream_t handle as an int, in the primary
-context): `kernels.u8_to_planar(Device.CUDA, src, stride, h, w, Layout.BGR, ScaleRule.MUL_RECIPROCAL,
-dst, DType.FP16, padded_h, padded_w, stream)` and `kernels.planar_to_u8(Device.CUDA, ...)`,
+On the device (device pointers as ints, a cudaStream_t handle as an int, in the primary context;
+the TensorRT and torch-CUDA backends call them through runtime/backends/device_frames.py):
+`kernels.u8_to_planar(Device.CUDA, src, stride, h, w, Layout.BGR, ScaleRule.MUL_RECIPROCAL, dst,
+DType.FP16, padded_h, padded_w, stream)` and `kernels.planar_to_u8(Device.CUDA, ...)`,
 `kernels.blend_clear/blend_add/blend_normalize(Device.CUDA, ...)`; all are asynchronous on `stream`.
 """
 
@@ -36,8 +37,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import BackendUnavailable, InferenceError, InputError, ShapeError
-from runtime.pipeline import pad_nchw
-from runtime.pixels import bgr_to_rgb_float, rgb_float_to_bgr8
+from runtime.pixels import bgr_to_rgb_float, pad_nchw, rgb_float_to_bgr8
 from runtime.tiling import Blender, Tile
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,12 @@ Per stage k (from the manifest's stage plan), with x_0 = y::
     x = proximal_k(v, z)                      graph "stage{k}_prox"
 
 Padding to the model multiple (reflect, bottom and right) and cropping back happen here,
-outside the graphs. The sampler's starting noise is drawn once, on the host, by the rule the
-manifest records (`NOISE_RULE`), and broadcast over the batch.
+outside the graphs: in NumPy on the host, or, when the backend offers the native frame kernels
+on its CUDA device (`Backend.device_frames()`, `runtime/backends/device_frames.py`), on the
+device: `restore_bgr8` then moves 8-bit frames both ways and converts them there, and tiles are
+cut and blended there (`frame_work` says which path runs). The sampler's starting noise is
+drawn once, on the host, by the rule the manifest records (`NOISE_RULE`), and broadcast over the
+batch.
 
 Tiling (`tile=N`, or `tile="auto"`: per frame size, tiles only when the manifest's memory
 estimate of the whole frame is over `max_memory`, see `runtime/memory_plan.py`) is
@@ -24,9 +28,10 @@ Memory: each stage output replaces the one before as soon as the next graph has 
 only the input, the current estimate and the running graph's tensors are alive at once.
 
 Progress: `restore(..., progress=callback)` calls `callback(done, total)` after each unit of
-work the host has already waited for: each tile (its output has been downloaded) and, on
-backends whose graphs run synchronously (the CPU), each graph. Nothing is synchronised for it,
-so on a GPU a whole frame reports only its end.
+work the host has already waited for: each tile blended on the host (its output has been
+downloaded) and, on backends whose graphs run synchronously (the CPU), each graph. Nothing is
+synchronised for it, so on a GPU a whole frame, or a tiled one blended on the device, reports
+only its end.
 
 Two speed-for-quality knobs, per call (`runtime/tradeoffs.py` measures both):
 
@@ -50,11 +55,13 @@ from typing import Any
 import numpy as np
 
 from runtime.backends.base import Backend, Fetched
+from runtime.backends.device_frames import DeviceFrames
 from runtime.backends.options import BackendOptions
 from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import BackendUnavailable, InferenceError, InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
 from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, plan_tiles_for_budget
+from runtime.pixels import bgr_to_rgb_float, pad_nchw, rgb_float_to_bgr8
 from runtime.prior_cache import PriorCache
 from runtime.tiling import Blender, Tile, check_tiling, plan_tiles
 
@@ -93,14 +100,6 @@ def padded_size(height: int, width: int, multiple: int, min_size: int) -> tuple[
         return max(-(-n // multiple) * multiple, min_size)
 
     return up(height), up(width)
-
-
-def pad_nchw(batch: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Reflect-pad (N, C, h, w) at the bottom and right to (N, C, height, width)."""
-    _, _, h, w = batch.shape
-    if (h, w) == (height, width):
-        return batch
-    return np.pad(batch, ((0, 0), (0, 0), (0, height - h), (0, width - w)), mode="reflect")
 
 
 class Pipeline:
@@ -229,7 +228,7 @@ class Pipeline:
         n, h, w, _ = frames.shape
         height, width = padded_size(h, w, self.manifest.pad_multiple, self.manifest.min_size)
         tile = self._tile_for(n, height, width)
-        if tile is not None and prior_cache is None:
+        if tile is not None and prior_cache is None and self.backend.device_frames() is None:
             # Tiles are cut from the caller's frames, padding included: no frame-sized NCHW copy.
             def y_tile(t: Tile) -> np.ndarray:
                 return _hwc_tile(frames, t, height, width)
@@ -261,25 +260,35 @@ class Pipeline:
         if prior_cache is not None:
             cached = prior_cache.lookup(y, [s.stage for s in plan if s.prior is not None])
         tile = self._tile_for(y.shape[0], y.shape[2], y.shape[3])
-        if tile is not None:
+        b = self.backend
+        frames = b.device_frames()
+        if tile is not None and frames is None:
 
             def y_tile(t: Tile) -> np.ndarray:
                 return y[:, :, t.rows, t.cols]
 
             return self._run_tiled(y_tile, y.shape, plan, cached, prior_cache, tile, progress)
-        b = self.backend
         # Per-graph progress only where run() returns after the work is done: never a device sync.
-        report = progress if b.runs_synchronously else None
-        total = 3 * len(plan)
-        captured = self._run_captured(y, plan) if prior_cache is None else None
-        if captured is not None:
-            if progress is not None:
-                progress(total, total)
-            return captured
+        report = progress if b.runs_synchronously and tile is None else None
+        total = self._work_units(plan, y.shape[2], y.shape[3], tile)
+        if prior_cache is None and tile is None:
+
+            def body(inputs: dict[str, Any]) -> dict[str, Any]:
+                return {"x": self._stage_loop(inputs["y"], y.shape[0], plan, None, None, None)}
+
+            captured = self._run_captured({"y": y}, len(plan), body)
+            if captured is not None:
+                if progress is not None:
+                    progress(total, total)
+                return captured["x"]
         # One wait per frame: the input goes in through a kept buffer, the priors to be cached
         # and the output come back through copies queued on the device, read after `finish`.
         fetched: dict[int, Fetched] | None = {} if prior_cache is not None else None
-        x = self._stage_loop(b.stage_in("y", y), y.shape[0], plan, cached, fetched, report)
+        if tile is None:
+            x = self._stage_loop(b.stage_in("y", y), y.shape[0], plan, cached, fetched, report)
+        else:
+            assert frames is not None
+            x = self._tiled_on_device(frames, b.stage_in("y", y), y.shape, plan, cached, fetched, tile)
         out = b.fetch_later("x", x)
         del x
         b.finish()
@@ -288,10 +297,77 @@ class Pipeline:
             progress(total, total)
         return out.get()
 
+    def restore_bgr8(
+        self,
+        frame: np.ndarray,
+        stages: int | None = None,
+        prior_cache: PriorCache | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Restore one 8-bit BGR frame (HxWx3 uint8, as OpenCV decodes it); returns the same.
+
+        With the native frame kernels on a CUDA backend (`frame_work` says which) the frame
+        crosses to the device as bytes and is converted, padded, tiled, blended, cropped and
+        quantised there, with one wait per frame (`runtime/backends/device_frames.py`).
+        Elsewhere it takes the NumPy path, `rgb_float_to_bgr8(restore(bgr_to_rgb_float(frame)))`,
+        which the kernels reproduce bit for bit (tests/runtime/test_frame_kernels.py). On the
+        device path a NaN or Inf in the output becomes 0 or 255 unseen (the NaN/Inf check of
+        TensorRT's downloads reads floats; 8-bit pixels cannot hold one).
+        `stages`, `prior_cache` and `progress` as in `restore`."""
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise InputError(f"expected an 8-bit HxWx3 BGR frame, got {got}")
+        frames = self.backend.device_frames()
+        if frames is None:
+            return rgb_float_to_bgr8(self.restore(bgr_to_rgb_float(frame), stages, prior_cache, progress))
+        plan = self._stage_plan(stages)
+        h, w = frame.shape[:2]
+        height, width = padded_size(h, w, self.manifest.pad_multiple, self.manifest.min_size)
+        tile = self._tile_for(1, height, width)
+        total = self._work_units(plan, height, width, tile)
+        if self._noise is None:
+            prior_cache = None  # no prior graph: z is zeros, nothing to reuse
+        if prior_cache is None and tile is None:
+
+            def body(inputs: dict[str, Any]) -> dict[str, Any]:
+                y = frames.to_planar(inputs["bgr8"], height, width)
+                return {"bgr8": frames.to_bgr8(self._stage_loop(y, 1, plan, None, None, None), h, w)}
+
+            captured = self._run_captured({"bgr8": frame}, len(plan), body)
+            if captured is not None:
+                if progress is not None:
+                    progress(total, total)
+                return captured["bgr8"]
+        cached, fetched = None, None
+        if prior_cache is not None:
+            # The cache's scene test reads the padded frame on the host: the C reference makes it,
+            # bit for bit the frame the NumPy path would look up.
+            padded = frames.planar_on_host(frame, height, width)[None]
+            cached = prior_cache.lookup(padded, [s.stage for s in plan if s.prior is not None])
+            fetched = {}
+        y = frames.planar_from_bgr8(frame, height, width)
+        if tile is None:
+            x = self._stage_loop(y, 1, plan, cached, fetched, None)
+        else:
+            x = self._tiled_on_device(frames, y, (1, 3, height, width), plan, cached, fetched, tile)
+        out = frames.bgr8_from_planar(x, h, w)
+        del x, y
+        self.backend.finish()
+        _store_priors(prior_cache, fetched)
+        if progress is not None:
+            progress(total, total)
+        return out.copy()  # the page-locked buffer is written again by the next frame
+
     @property
     def launches(self) -> str:
         """How the last whole frame ran on the device: "cuda graph", or "plain launches" and why."""
         return self._launches
+
+    @property
+    def frame_work(self) -> str:
+        """Where frames are converted, padded, tiled, blended and cropped: the native CUDA
+        kernels on the device, or NumPy on the host (and why)."""
+        return self.backend.frame_work
 
     # ------------------------------------------------------------------ internals
 
@@ -317,31 +393,31 @@ class Pipeline:
                 report(3 * done, total)
         return x
 
-    def _run_captured(self, y: np.ndarray, plan: tuple[Stage, ...]) -> np.ndarray | None:
-        """The frame replayed as one CUDA graph (captured on the first frame of this shape and
-        depth), or None: plain launches, with the reason in `launches` (logged once per shape)."""
+    def _run_captured(
+        self, inputs: dict[str, np.ndarray], depth: int, body: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, np.ndarray] | None:
+        """`body` (device inputs -> device outputs) replayed as one CUDA graph, captured on the
+        first frame of these input shapes and this depth; or None: plain launches, with the
+        reason in `launches` (logged once per shape)."""
         if not self.cuda_graphs or self.backend.device != "cuda":
             self._launches = "plain launches (CUDA graphs off)" if not self.cuda_graphs else "plain launches (CPU)"
             return None
-        key = (y.shape, len(plan))
+        key = (tuple((name, a.shape, a.dtype.str) for name, a in sorted(inputs.items())), depth)
         if key not in self._frame_graphs:
-
-            def body(inputs: dict[str, Any]) -> dict[str, Any]:
-                return {"x": self._stage_loop(inputs["y"], y.shape[0], plan, None, None, None)}
-
             try:
-                self._frame_graphs[key] = self.backend.frame_graph(body, {"y": y})
+                self._frame_graphs[key] = self.backend.frame_graph(body, inputs)
             except (BackendUnavailable, InferenceError, RuntimeError) as exc:  # capture refused
                 self._frame_graphs[key] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             entry = self._frame_graphs[key]
             how = "one CUDA graph" if not isinstance(entry, str) else f"plain launches ({entry})"
-            log.info("frames of %s through %d stages run as %s", list(y.shape), len(plan), how)
+            shapes = ", ".join(f"{name} {list(a.shape)}" for name, a in sorted(inputs.items()))
+            log.info("frames of %s through %d stages run as %s", shapes, depth, how)
         entry = self._frame_graphs[key]
         if isinstance(entry, str):
             self._launches = f"plain launches ({entry})"
             return None
         self._launches = "cuda graph"
-        return entry({"y": y})["x"]
+        return entry(inputs)
 
     def _stage_plan(self, stages: int | None) -> tuple[Stage, ...]:
         """The first `stages` stages of the manifest's plan (all of them for None)."""
@@ -460,6 +536,44 @@ class Pipeline:
         _store_priors(prior_cache, fetched)
         assert x is not None
         return x
+
+    def _tiled_on_device(
+        self,
+        frames: DeviceFrames,
+        y_dev: Any,
+        shape: tuple[int, ...],
+        plan: tuple[Stage, ...],
+        cached: dict[int, np.ndarray] | None,
+        fetched: dict[int, Fetched] | None,
+        tile: int,
+    ) -> Any:
+        """`_run_tiled` with the whole frame on the device: tiles are cut from the device tensors
+        and their outputs blended there, all queued on the backend's stream, so the frame waits
+        once (at its output) instead of once per tile. Returns the device estimate x."""
+        b = self.backend
+        n, c, h, w = shape
+        tiles = plan_tiles(h, w, tile, self.tile_overlap, self.manifest.pad_multiple)
+        x = None  # None: stage 1 starts from y
+        with b.returning_memory():
+            for stage in plan:
+                blend = frames.blender("v", (n, c, h, w), self.tile_overlap)
+                for t in tiles:
+                    y_t = frames.tile("y", y_dev, t)
+                    x_t = y_t if x is None else frames.tile("x", x, t)
+                    blend.add(t, b.run(stage.gradient, {"x": x_t, "y": y_t})["v"])
+                v = blend.result()
+                z = self._stage_prior(stage, v, n, cached, fetched)
+                blend = frames.blender("x", (n, c, h, w), self.tile_overlap)
+                for t in tiles:
+                    blend.add(t, b.run(stage.proximal, {"v": frames.tile("v", v, t), "z": z})["x"])
+                x = blend.result()
+        return x
+
+    def _work_units(self, plan: tuple[Stage, ...], height: int, width: int, tile: int | None) -> int:
+        """What `progress` counts to for a frame: 3 graphs per stage whole, else 2 per tile and the prior."""
+        if tile is None:
+            return 3 * len(plan)
+        return len(plan) * (2 * len(plan_tiles(height, width, tile, self.tile_overlap, self.manifest.pad_multiple)) + 1)
 
     def _gradient_feeds(self, x: np.ndarray | None, y_tile: Callable[[Tile], np.ndarray], tile: Tile) -> dict[str, Any]:
         """Tile `tile` of x (of y when x is None: stage 1) and y, uploaded. A function of its

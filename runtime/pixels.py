@@ -1,7 +1,9 @@
 """Pixel conversions between OpenCV's frames (BGR, 8 or 16 bit) and the pipeline's float RGB.
 
-Core runtime: the video sources and sinks and the native frame kernels' NumPy reference all
-use these, so they live outside runtime/video/ (the core imports nothing of it).
+Core runtime: the video sources and sinks, the pipeline and the native frame kernels' NumPy
+reference all use these, so they live outside runtime/video/ (the core imports nothing of it).
+`pad_nchw` is the pipeline's padding to the model multiple, here so that `runtime/frame_kernels.py`
+reaches it without importing the pipeline (which runs the kernels).
 """
 
 from __future__ import annotations
@@ -37,3 +39,11 @@ def rgb_float_to_bgr8(rgb: np.ndarray) -> np.ndarray:
     """float RGB in [0, 1] (values outside are clipped) as the uint8 BGR OpenCV writes."""
     pixels = np.rint(np.clip(rgb, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
     return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+
+
+def pad_nchw(batch: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pad (N, C, h, w) at the bottom and right to (N, C, height, width)."""
+    _, _, h, w = batch.shape
+    if (h, w) == (height, width):
+        return batch
+    return np.pad(batch, ((0, 0), (0, 0), (0, height - h), (0, width - w)), mode="reflect")

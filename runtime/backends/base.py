@@ -16,12 +16,15 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from runtime.errors import BackendUnavailable, InputError, ShapeError
 from runtime.manifest import BATCH, HEIGHT, REQUESTED_PRECISIONS, WIDTH, Manifest, TensorSpec
+
+if TYPE_CHECKING:
+    from runtime.backends.device_frames import DeviceFrames
 
 DEVICES = ("cpu", "cuda")
 # A whole frame's device work: device inputs (name -> tensor) -> device outputs.
@@ -219,6 +222,17 @@ class Backend(ABC):
         """`body` (device inputs -> device outputs) captured as one CUDA graph (a
         `cuda_device.FrameGraph`); BackendUnavailable where this backend cannot capture."""
         raise BackendUnavailable(f"the {self.name} backend on {self.device} cannot capture CUDA graphs")
+
+    def device_frames(self) -> DeviceFrames | None:
+        """The native frame kernels on this backend's device and stream (8-bit frames in and
+        out, padding, tiles, blending; `runtime/backends/device_frames.py`), or None: the
+        pipeline then does that work in NumPy on the host, as every CPU backend does."""
+        return None
+
+    @property
+    def frame_work(self) -> str:
+        """Where the pipeline converts, pads, tiles and blends frames with this backend, in words."""
+        return "NumPy on the host"
 
     def finish(self) -> None:
         """Wait once for everything queued (the frame's one synchronisation)."""

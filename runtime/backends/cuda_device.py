@@ -5,7 +5,9 @@ One `CudaDevice` owns a CUDA stream and the device arrays of one backend:
 - `upload` / `download` / `empty` / `copy_from_host`: arrays in the library's own type (no
   device-side casts: a cast would compile a kernel at run time on pycuda, so dtypes are made
   final on the host before upload);
-- `pointer` (the device address TensorRT's `set_tensor_address` takes) and `stream_handle`;
+- `pointer` (the device address TensorRT's `set_tensor_address` and the native frame kernels
+  take) and `stream_handle`;
+- `copy_tile`: a window of a whole-frame tensor into a tile buffer, queued on the stream;
 - `scope()`: the device's context is current in the calling thread and library calls (torch
   ops) queue on this device's stream, whichever thread calls;
 - `timer()`: CUDA-event timing of the work queued inside it;
@@ -103,6 +105,11 @@ class CudaDevice(ABC):
         """Queue a copy of the device array `source` into the page-locked `host` on the stream."""
 
     @abstractmethod
+    def copy_tile(self, target: Any, source: Any, top: int, left: int) -> None:
+        """Queue on the stream a copy of the (N, C, h, w) window at (top, left) of the device
+        array `source` (N, C, H, W) into the contiguous device array `target` (N, C, h, w)."""
+
+    @abstractmethod
     def describe(self, array: Any) -> tuple[Shape, str]:
         """(shape, numpy dtype name) of a device array."""
 
@@ -197,6 +204,11 @@ class TorchCudaDevice(CudaDevice):
     def copy_out_async(self, host: np.ndarray, source: Any) -> None:
         with self.scope():
             self._torch.from_numpy(host).copy_(source, non_blocking=True)
+
+    def copy_tile(self, target: Any, source: Any, top: int, left: int) -> None:
+        height, width = target.shape[2:]
+        with self.scope():
+            target.copy_(source[:, :, top : top + height, left : left + width])
 
     def describe(self, array: Any) -> tuple[Shape, str]:
         return tuple(array.shape), str(array.dtype).removeprefix("torch.")
@@ -305,6 +317,23 @@ class PyCudaDevice(CudaDevice):
     def copy_out_async(self, host: np.ndarray, source: Any) -> None:
         with self.scope():
             self._driver.memcpy_dtoh_async(host, source.gpudata, self._stream)
+
+    def copy_tile(self, target: Any, source: Any, top: int, left: int) -> None:
+        batch, channels, height, width = (int(d) for d in target.shape)
+        full_height, full_width = int(source.shape[2]), int(source.shape[3])
+        item = source.dtype.itemsize
+        with self.scope():
+            # One pitched 2D copy per (image, channel) plane: the planes are stacked rows of one
+            # pitched block, so plane p's window starts at row p * full_height + top.
+            for plane in range(batch * channels):
+                copy = self._driver.Memcpy2D()
+                copy.set_src_device(source.gpudata)
+                copy.src_x_in_bytes, copy.src_y = left * item, plane * full_height + top
+                copy.src_pitch = full_width * item
+                copy.set_dst_device(target.gpudata)
+                copy.dst_y, copy.dst_pitch = plane * height, width * item
+                copy.width_in_bytes, copy.height = width * item, height
+                copy(self._stream)
 
     def describe(self, array: Any) -> tuple[Shape, str]:
         return tuple(int(d) for d in array.shape), array.dtype.name

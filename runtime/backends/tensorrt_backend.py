@@ -32,7 +32,10 @@ pipeline propagates into it). `check_finite=False` turns it off.
 
 Device buffers and the stream come from `runtime/backends/cuda_device.py`: pycuda in the
 primary context when pycuda is installed, else PyTorch CUDA tensors (`cuda_library` forces
-one). Whole-frame CUDA-graph capture (`frame_graph`) needs the torch path.
+one). Whole-frame CUDA-graph capture (`frame_graph`) needs the torch path. With the native frame
+kernels built with CUDA, `device_frames()` converts, tiles and blends frames on the device
+(`runtime/backends/device_frames.py`); 8-bit frames go out as bytes, so the NaN/Inf check
+above sees only float downloads.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from runtime.backends.cuda_device import (
     check_finite,
     open_cuda_device,
 )
+from runtime.backends.device_frames import DeviceFrames, attach_device_frames
 from runtime.engine_key import EngineKeyInputs
 from runtime.errors import BackendUnavailable, EngineBuildError, InferenceError, ManifestError, ShapeError
 from runtime.gpu_info import GpuInfo, query_gpu
@@ -250,6 +254,8 @@ class TensorRTBackend(Backend):
         self._scratch: Any = None
         self._int64_as_int32 = False  # TensorRT 8.6 engines take int64 graph inputs as int32
         self._caps: TrtCapabilities | None = None
+        self._frames: DeviceFrames | None = None
+        self._frame_work = "NumPy on the host (not open)"
 
     @classmethod
     def check_available(cls, device: str) -> None:
@@ -270,6 +276,7 @@ class TensorRTBackend(Backend):
         self._device = open_cuda_device(self.cuda_library)
         self._pool = BufferPool(self._device.empty)
         self._staging = Staging(self._device)
+        self._frames, self._frame_work = attach_device_frames(self._device, self._staging)
         trt_module = import_tensorrt()  # BackendUnavailable when only the stub is installed
         self._logger = shared_logger()
         runtime: trt.Runtime = trt_module.Runtime(self._logger)
@@ -378,6 +385,7 @@ class TensorRTBackend(Backend):
                 self._pool.clear()
             if self._staging is not None:
                 self._staging.clear()
+            self._frames = None
             self._scratch = None
         if device is not None:
             device.close()
@@ -457,6 +465,13 @@ class TensorRTBackend(Backend):
         if self._staging is None:
             raise BackendUnavailable("the tensorrt backend is not open (call open() first)")
         return Fetched(self._staging.fetch_later(slot, tensor), reused=True, check=self._checked)
+
+    def device_frames(self) -> DeviceFrames | None:
+        return self._frames
+
+    @property
+    def frame_work(self) -> str:
+        return self._frame_work
 
     def _checked(self, array: np.ndarray) -> np.ndarray:
         if self.check_finite:

@@ -7,7 +7,8 @@ so stage outputs stay there between graphs. FP32 only: the programs are the FP32
 
 On CUDA the device side goes through `runtime/backends/cuda_device.py`, shared with the TensorRT
 backend: every op runs on the device's own stream, uploads and downloads are ordered on it,
-`timer()` measures with CUDA events, and `frame_graph` captures a whole frame as one CUDA graph.
+`timer()` measures with CUDA events, `frame_graph` captures a whole frame as one CUDA graph, and
+`device_frames()` runs the native frame kernels on the device (`runtime/backends/device_frames.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from runtime.backends.base import Backend, Fetched
 from runtime.backends.cuda_device import CudaDevice, EventTimer, FrameBody, FrameGraph, Staging, TorchCudaDevice
+from runtime.backends.device_frames import DeviceFrames, attach_device_frames
 from runtime.errors import BackendUnavailable, InferenceError, ManifestError
 from runtime.manifest import Manifest
 
@@ -35,6 +37,8 @@ class TorchBackend(Backend):
         self._modules: dict[str, Any] = {}
         self._device: CudaDevice | None = None  # CUDA only
         self._staging: Staging | None = None  # CUDA only
+        self._frames: DeviceFrames | None = None  # CUDA only, with the native kernels
+        self._frame_work = "NumPy on the host"
 
     @classmethod
     def check_available(cls, device: str) -> None:
@@ -56,6 +60,7 @@ class TorchBackend(Backend):
         if self.device == "cuda":
             self._device = TorchCudaDevice()
             self._staging = Staging(self._device)
+            self._frames, self._frame_work = attach_device_frames(self._device, self._staging)
         for graph in graphs:
             path = self.manifest.program_file(graph)
             try:
@@ -82,6 +87,7 @@ class TorchBackend(Backend):
             self._device.synchronize()
             self._device = None
             self._staging = None
+            self._frames = None
 
     def _run(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import torch
@@ -129,6 +135,13 @@ class TorchBackend(Backend):
     def _synchronize(self) -> None:
         if self._device is not None:
             self._device.synchronize()
+
+    def device_frames(self) -> DeviceFrames | None:
+        return self._frames
+
+    @property
+    def frame_work(self) -> str:
+        return self._frame_work
 
     # ------------------------------------------------------------------ CUDA only
 

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from runtime import trt_logger
+from runtime.backends import device_frames
+from runtime.frame_kernels import FrameKernels, find_library
 from runtime.gpu_info import query_gpu
 from runtime.trt_version import detect
+from tests.runtime.fake_frame_kernels import fake_cuda_frame_kernels
 from tests.runtime.fake_pycuda import FakeCuda, install_fake_pycuda
 from tests.runtime.fake_tensorrt import install_fake_tensorrt, write_fake_engines
 
@@ -88,11 +91,14 @@ FAKE_ENGINE_SIZE = (160, 240)  # (H, W) of the `clean` frames
 def tensorrt_fakes(
     monkeypatch: pytest.MonkeyPatch, export_tiny, tmp_path: Path
 ) -> Iterator[Callable[..., tuple[FakeCuda, Path]]]:
-    """`install(version, dla_core=None)`: fake pycuda + fake TensorRT (`tests/runtime/fake_*.py`,
-    GPU libraries only) of that TensorRT version, and a copy of the tiny model's artifacts with
-    engines at FAKE_ENGINE_SIZE; returns the fake driver's state and the artifacts folder."""
+    """`install(version, dla_core=None, tile_sizes=())`: fake pycuda + fake TensorRT
+    (`tests/runtime/fake_*.py`, GPU libraries only) of that TensorRT version, and a copy of the
+    tiny model's artifacts with engines at FAKE_ENGINE_SIZE and at each of `tile_sizes` (H, W);
+    returns the fake driver's state and the artifacts folder."""
 
-    def install(version: str, dla_core: int | None = None) -> tuple[FakeCuda, Path]:
+    def install(
+        version: str, dla_core: int | None = None, tile_sizes: tuple[tuple[int, int], ...] = ()
+    ) -> tuple[FakeCuda, Path]:
         cuda = install_fake_pycuda(monkeypatch)
         install_fake_tensorrt(monkeypatch, cuda, version)
         monkeypatch.setattr(trt_logger, "_shared", None)
@@ -100,7 +106,7 @@ def tensorrt_fakes(
         query_gpu.cache_clear()
         root = tmp_path / "artifacts"
         shutil.copytree(export_tiny().artifacts, root)
-        write_fake_engines(root, FAKE_ENGINE_SIZE, version, query_gpu(), dla_core)
+        write_fake_engines(root, FAKE_ENGINE_SIZE, version, query_gpu(), dla_core, tile_sizes)
         return cuda, root
 
     yield install
@@ -117,3 +123,21 @@ def tensorrt_fakes(
 def tensorrt_on_fakes(request, tensorrt_fakes) -> tuple[FakeCuda, Path]:
     """The fakes of one TensorRT version each (both API spellings), and the artifacts."""
     return tensorrt_fakes(request.param)
+
+
+@pytest.fixture
+def frame_kernels_on_fakes(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeCuda], FrameKernels]:
+    """`install(cuda)`: the native frame kernels (built from native/; the test skips without
+    them) with their CUDA entry answered over the fake pycuda's memory
+    (`tests/runtime/fake_frame_kernels.py`, the GPU side only), handed to the CUDA backends
+    opened after this call. Backends opened before it keep the NumPy path."""
+
+    def install(cuda: FakeCuda) -> FrameKernels:
+        path = find_library()
+        if path is None:
+            pytest.skip("native frame kernels not built (cmake -S . -B build && cmake --build build)")
+        kernels = fake_cuda_frame_kernels(FrameKernels(path), cuda, monkeypatch)
+        monkeypatch.setattr(device_frames, "load_frame_kernels", lambda: kernels)
+        return kernels
+
+    return install

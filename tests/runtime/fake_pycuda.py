@@ -8,8 +8,9 @@ What it enforces, as the real driver does:
   needs nvcc at run time (absent on a stock JetPack): here it fails, so the run path must not use it.
 
 It counts what the counting tests look at: allocations (device and page-locked), blocking and
-asynchronous copies, synchronisations. Device memory is host memory (NumPy), found by address
-through `FakeCuda.at` (what the fake TensorRT engines read and write); nothing here is timed.
+asynchronous copies and the bytes they move, device-to-device copies (`Memcpy2D`),
+synchronisations. Device memory is host memory (NumPy), found by address through `FakeCuda.at`
+(what the fake TensorRT engines and the fake frame kernels read and write); nothing is timed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class Counts:
     blocking_copies: int = 0  # synchronous copies (each waits for the device)
     async_copies: int = 0
     synchronizations: int = 0  # stream, event and context waits
+    bytes_to_device: int = 0  # host -> device, blocking and asynchronous copies
+    bytes_to_host: int = 0  # device -> host
+    device_copies: int = 0  # device -> device (Memcpy2D), asynchronous
+    kernel_launches: int = 0  # native frame kernels (tests/runtime/fake_frame_kernels.py)
 
     def since(self, before: Counts) -> Counts:
         return Counts(*(a - b for a, b in zip(vars(self).values(), vars(before).values(), strict=True)))
@@ -157,11 +162,13 @@ def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
         def get(self) -> np.ndarray:
             cuda.require_context("cuMemcpyDtoH")
             cuda.counts.blocking_copies += 1
+            cuda.counts.bytes_to_host += self._data.nbytes
             return self._data.copy()
 
         def set(self, array: np.ndarray) -> None:
             cuda.require_context("cuMemcpyHtoD")
             cuda.counts.blocking_copies += 1
+            cuda.counts.bytes_to_device += self._data.nbytes
             self._data[...] = array
 
         def astype(self, dtype: Any, stream: Stream | None = None) -> GPUArray:
@@ -195,9 +202,43 @@ def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
 
     def memcpy_htod_async(dest: int, src: np.ndarray, stream: Stream | None = None) -> None:
         cuda.at(dest)[...] = _async_host(src, "cuMemcpyHtoDAsync").reshape(cuda.at(dest).shape)
+        cuda.counts.bytes_to_device += src.nbytes
 
     def memcpy_dtoh_async(dest: np.ndarray, src: int, stream: Stream | None = None) -> None:
         _async_host(dest, "cuMemcpyDtoHAsync")[...] = cuda.at(src).reshape(dest.shape)
+        cuda.counts.bytes_to_host += dest.nbytes
+
+    class Memcpy2D:
+        """A pitched 2D copy between device arrays (cuMemcpy2D); rows of `width_in_bytes` bytes."""
+
+        src_x_in_bytes = src_y = dst_x_in_bytes = dst_y = 0
+
+        def set_src_device(self, address: int) -> None:
+            self._src = int(address)
+
+        def set_dst_device(self, address: int) -> None:
+            self._dst = int(address)
+
+        def __call__(self, stream: Stream | None = None) -> None:
+            cuda.require_context("cuMemcpy2DAsync" if stream is not None else "cuMemcpy2D")
+            if stream is None:
+                raise LogicError("Memcpy2D without a stream waits for the device: pass the backend's stream")
+
+            def rows(address: int, pitch: int) -> np.ndarray:
+                memory = cuda.at(address).reshape(-1).view(np.uint8)
+                if memory.size % pitch:
+                    raise LogicError(f"cuMemcpy2DAsync failed: pitch {pitch} does not divide {memory.size} bytes")
+                return memory.reshape(-1, pitch)
+
+            src, dst = rows(self._src, self.src_pitch), rows(self._dst, self.dst_pitch)
+            width, height = self.width_in_bytes, self.height
+            if self.src_y + height > src.shape[0] or self.dst_y + height > dst.shape[0]:
+                raise LogicError("cuMemcpy2DAsync failed: invalid argument (rows outside the allocation)")
+            if self.src_x_in_bytes + width > self.src_pitch or self.dst_x_in_bytes + width > self.dst_pitch:
+                raise LogicError("cuMemcpy2DAsync failed: invalid argument (a row wider than its pitch)")
+            window = src[self.src_y : self.src_y + height, self.src_x_in_bytes : self.src_x_in_bytes + width]
+            dst[self.dst_y : self.dst_y + height, self.dst_x_in_bytes : self.dst_x_in_bytes + width] = window
+            cuda.counts.device_copies += 1
 
     driver = types.ModuleType("pycuda.driver")
     driver.__dict__.update(
@@ -211,6 +252,7 @@ def install_fake_pycuda(monkeypatch: Any) -> FakeCuda:
         pagelocked_empty=pagelocked_empty,
         memcpy_htod_async=memcpy_htod_async,
         memcpy_dtoh_async=memcpy_dtoh_async,
+        Memcpy2D=Memcpy2D,
     )
     gpuarray = types.ModuleType("pycuda.gpuarray")
     gpuarray.__dict__.update(GPUArray=GPUArray, empty=empty, to_gpu=to_gpu)

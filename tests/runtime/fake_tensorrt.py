@@ -35,19 +35,25 @@ _TRT_NAME = {"float32": "FLOAT", "float16": "HALF", "int32": "INT32", "int64": "
 
 
 def write_fake_engines(
-    artifacts: Path, size: tuple[int, int], version: str, gpu: GpuInfo, dla_core: int | None = None
+    artifacts: Path,
+    size: tuple[int, int],
+    version: str,
+    gpu: GpuInfo,
+    dla_core: int | None = None,
+    extra_sizes: tuple[tuple[int, int], ...] = (),
 ) -> None:
     """Static fp32 engine records and plans at `size` (H, W), batch 1, for every graph in use
-    (`dla_core`: recorded as built for that DLA core).
+    (`dla_core`: recorded as built for that DLA core); more engines at each of `extra_sizes`
+    (the tiles of a tiled run), as `export/build_engines.py --sizes` builds one per size.
 
     TensorRT 8.6 makes int64 graph inputs int32 engine tensors: so do these plans on 8.x."""
     manifest = load_manifest(artifacts, verify=False)
     records = []
-    for graph in manifest.graphs_in_use():
+    for graph, at in ((g, s) for s in (size, *extra_sizes) for g in manifest.graphs_in_use()):
         spec = manifest.graph(graph)
 
-        def shape_of(tensor: Any) -> list[int]:
-            return list(at_size(tensor, size))
+        def shape_of(tensor: Any, at: tuple[int, int] = at) -> list[int]:
+            return list(at_size(tensor, at))
 
         def dtype_of(tensor: Any, is_input: bool) -> str:
             narrowed = is_input and tensor.dtype == "int64" and version.startswith("8.")
@@ -58,7 +64,7 @@ def write_fake_engines(
             "inputs": {t.name: [shape_of(t), dtype_of(t, True)] for t in spec.inputs},
             "outputs": {t.name: [shape_of(t), dtype_of(t, False)] for t in spec.outputs},
         }
-        record = engine_record(manifest, graph, version=version, gpu=gpu, size=size, dla_core=dla_core)
+        record = engine_record(manifest, graph, version=version, gpu=gpu, size=at, dla_core=dla_core)
         path = artifacts / record.plan.path
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(plan))

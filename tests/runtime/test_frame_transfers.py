@@ -1,16 +1,22 @@
 """Per-frame device work of the TensorRT path: after warm-up, no allocation and one wait per frame.
 
 No GPU here. `fake_pycuda` and `fake_tensorrt` stand in for the GPU libraries only (they count
-allocations, copies and waits, and execute an engine's ONNX graph with ONNX Runtime over the
-fake device memory); the pipeline, the TensorRT backend, `cuda_device.py` and the prior cache
-run for real, on real video frames, in both TensorRT API spellings (8.6 and 10.x).
+allocations, copies, bytes and waits, and execute an engine's ONNX graph with ONNX Runtime over
+the fake device memory), and `fake_frame_kernels` for the CUDA side of the native frame kernels;
+the pipeline, the TensorRT backend, `cuda_device.py`, `device_frames.py` and the prior cache run
+for real, on real video frames, in both TensorRT API spellings (8.6 and 10.x): whole frames,
+tiles, prior reuse, float frames and 8-bit frames.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from runtime.backends import device_frames
+from runtime.backends.device_frames import ON_DEVICE
 from runtime.pipeline import Pipeline
+from runtime.pixels import bgr_to_rgb_float, rgb_float_to_bgr8
 from runtime.prior_cache import PriorCache
 from tests.runtime.fake_pycuda import Counts, FakeCuda
 
@@ -61,3 +67,89 @@ def test_prior_reuse_allocates_nothing_and_waits_once_per_frame(tensorrt_on_fake
         expected = [reference.restore(frame, prior_cache=reference_cache) for frame in frames]
     for out, want in zip(outputs, expected[4:], strict=True):
         np.testing.assert_allclose(out, want, atol=1e-6)
+
+
+# ----------------------------------------------------------------------- tiles and 8-bit frames
+# Tiled frames and 8-bit frames on the device need the native frame kernels: their CUDA entry is
+# answered by `fake_frame_kernels` (the GPU side only; the C reference over the fake device
+# memory), so the pipeline, the backend, `cuda_device.py` and `device_frames.py` run for real.
+
+TILE = 128  # 160x240 frames in 2 x 3 tiles of 128 x 128 (the default overlap of 32)
+TILE_SIZES = ((TILE, TILE),)
+
+
+def test_tiled_frames_allocate_nothing_and_wait_once_after_warm_up(
+    tensorrt_fakes, frame_kernels_on_fakes, clean: np.ndarray
+) -> None:
+    cuda, root = tensorrt_fakes("10.3.0.30", tile_sizes=TILE_SIZES)
+    frame_kernels_on_fakes(cuda)
+    frames = _frames(clean, 4)
+    with Pipeline.from_manifest(root, backend="tensorrt", device="cuda", precision="fp32", tile=TILE) as pipeline:
+        assert pipeline.tile_plan(*frames[0].shape[:2]).tile == TILE
+        assert pipeline.frame_work == ON_DEVICE
+        pipeline.restore(frames[0])  # warm-up
+        counts, outputs = _counting(cuda, pipeline, frames[1:])
+    assert counts.allocations == 0
+    assert counts.synchronizations == len(frames) - 1  # not one per tile: tiles are blended on the device
+    assert counts.blocking_copies == 0
+    assert counts.async_copies == 2 * (len(frames) - 1)
+    with Pipeline.from_manifest(root, backend="onnxruntime", device="cpu", precision="fp32", tile=TILE) as reference:
+        for frame, out in zip(frames[1:], outputs, strict=True):
+            np.testing.assert_allclose(out, reference.restore(frame), atol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["whole", "tiled", "prior reuse"])
+def test_8bit_frames_go_up_as_bytes_and_match_the_numpy_path(
+    tensorrt_fakes, frame_kernels_on_fakes, clean: np.ndarray, how: str
+) -> None:
+    cuda, root = tensorrt_fakes("8.6.2.3", tile_sizes=TILE_SIZES)
+    bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in clean[:6]]
+    tile = TILE if how == "tiled" else None
+    open_args = {"backend": "tensorrt", "device": "cuda", "precision": "fp32", "tile": tile}
+
+    def caches() -> dict:
+        return {"prior_cache": PriorCache(max_frames=2)} if how == "prior reuse" else {}
+
+    # The NumPy path on the same fake engines: opened before the kernels are handed over.
+    with Pipeline.from_manifest(root, **open_args) as host:
+        assert host.frame_work.startswith("NumPy on the host")
+        numpy_cache = caches()
+        expected = [host.restore_bgr8(frame, **numpy_cache) for frame in bgr]
+    frame_kernels_on_fakes(cuda)
+    with Pipeline.from_manifest(root, **open_args) as pipeline:
+        assert pipeline.frame_work == ON_DEVICE
+        device_cache = caches()
+        warm = [pipeline.restore_bgr8(frame, **device_cache) for frame in bgr[:2]]
+        before = Counts(**vars(cuda.counts))
+        outputs = [pipeline.restore_bgr8(frame, **device_cache) for frame in bgr[2:]]
+        counts = cuda.counts.since(before)
+    for out, want in zip(warm + outputs, expected, strict=True):
+        assert out.dtype == np.uint8 and out.shape == want.shape
+        np.testing.assert_array_equal(out, want)  # the kernels' C reference is the NumPy path, bit for bit
+    if how == "prior reuse":
+        assert (
+            device_cache["prior_cache"].hits
+            and device_cache["prior_cache"].to_dict() == numpy_cache["prior_cache"].to_dict()
+        )
+    frame_bytes = bgr[0].nbytes  # h * w * 3: one byte per channel, not four
+    staged_priors = counts.bytes_to_device - frame_bytes * len(outputs)
+    assert counts.bytes_to_host >= frame_bytes * len(outputs)
+    assert counts.bytes_to_host - frame_bytes * len(outputs) < frame_bytes  # besides the frames: priors only
+    assert 0 <= staged_priors < frame_bytes  # besides the frames: cached priors only (a few floats)
+    assert counts.allocations == 0
+    assert counts.synchronizations == len(outputs)
+    assert counts.blocking_copies == 0
+    assert counts.kernel_launches >= 2 * len(outputs)  # in and out, plus blending when tiled
+
+
+def test_without_the_native_library_8bit_frames_take_the_numpy_path(
+    tensorrt_on_fakes, monkeypatch: pytest.MonkeyPatch, clean: np.ndarray
+) -> None:
+    cuda, root = tensorrt_on_fakes
+    monkeypatch.setattr(device_frames, "load_frame_kernels", lambda: None)
+    frame = np.ascontiguousarray(clean[0][:, :, ::-1])
+    with Pipeline.from_manifest(root, backend="tensorrt", device="cuda", precision="fp32") as pipeline:
+        assert pipeline.frame_work == "NumPy on the host (the native frame kernels are not built)"
+        out = pipeline.restore_bgr8(frame)
+        expected = rgb_float_to_bgr8(pipeline.restore(bgr_to_rgb_float(frame)))
+    np.testing.assert_array_equal(out, expected)
