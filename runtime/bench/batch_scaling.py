@@ -42,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_frame_size_argument(p, "--size", (160, 240), "size of the crops")
     cli.add_artifacts_argument(p, DEFAULT_ARTIFACTS)
     p.add_argument("--backend", default="onnxruntime", help="backend of every actor (default: onnxruntime)")
-    p.add_argument(
-        "--precision", choices=REQUESTED_PRECISIONS, default="auto", help="graph precision (default: auto)"
-    )
+    p.add_argument("--precision", choices=REQUESTED_PRECISIONS, default="auto", help="graph precision (default: auto)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here as JSON")
     return p
 
