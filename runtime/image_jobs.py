@@ -5,14 +5,20 @@ about the outputs beforehand is checked first: the extension, whether the file e
 (refused unless overwriting), and whether its folder takes a new file at all. What depends on
 the image itself (16-bit samples, an alpha channel) is checked as soon as it is read, still
 before it is restored (`runtime.image_io.check_output_format`).
+
+`restore_image_file` is the one way an image file becomes a restored file, for
+runtime/restore.py and runtime/batch.py alike, so both write the same bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from runtime.errors import InputError
-from runtime.image_io import check_output_folder, check_output_format, list_images
+from runtime.image_io import Image, check_output_folder, check_output_format, list_images, read_image, write_image
+from runtime.memory_plan import TilePlan
+from runtime.pipeline import Pipeline, Progress
 
 
 def image_jobs(source: Path, output: Path, overwrite: bool = False) -> list[tuple[Path, Path]]:
@@ -64,3 +70,23 @@ def make_output_folder(folder: Path) -> None:
     except OSError as exc:
         raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from exc
     check_output_folder(folder)
+
+
+def restore_image_file(
+    pipeline: Pipeline,
+    source: Path,
+    target: Path,
+    on_plan: Callable[[Image, TilePlan], None] | None = None,
+    progress: Progress | None = None,
+) -> TilePlan:
+    """Read `source`, check `target` can hold it, restore it and write it atomically, at its own
+    bit depth, channels and alpha; the tile plan it ran with. `on_plan(image, plan)` is called
+    before the restoration starts. InputError, ShapeError or InferenceError for this image."""
+    image = read_image(source)
+    check_output_format(target, image.bit_depth, image.alpha is not None)
+    plan = pipeline.tile_plan(image.height, image.width)
+    if on_plan is not None:
+        on_plan(image, plan)
+    restored = pipeline.restore(image.rgb, progress=progress)
+    write_image(target, Image(rgb=restored, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey))
+    return plan

@@ -43,21 +43,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from runtime import cli
-from runtime.backends.select import BACKEND_NAMES
+from runtime import cli, cli_restore
 from runtime.cli import DEFAULT_ARTIFACTS
-from runtime.errors import InferenceError, InputError, ManifestError, ShapeError, UnfoldError, report_error
-from runtime.image_io import (
-    Image,
-    check_output_format,
-    read_image,
-    write_image,
-)
-from runtime.image_jobs import image_jobs, make_output_folder
-from runtime.manifest import REQUESTED_PRECISIONS, load_manifest
-from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, describe_plan, format_bytes, parse_size
-from runtime.pipeline import AUTO_TILE, DEFAULT_TILE_OVERLAP, Pipeline
-from runtime.shipped import SHIPPED_SHA256
+from runtime.errors import InferenceError, InputError, ShapeError, UnfoldError, report_error
+from runtime.image_io import Image
+from runtime.image_jobs import image_jobs, make_output_folder, restore_image_file
+from runtime.memory_plan import TilePlan, describe_plan
+from runtime.pipeline import Pipeline
 from runtime.video.loop import INTERRUPTED, SOURCE_LOST, VideoSummary, run_video
 from runtime.video.restore_video import (
     FrameRestorer,
@@ -75,25 +67,6 @@ IMAGE_ERRORS = (InputError, ShapeError, InferenceError)
 EXIT_INTERRUPTED = 130
 # A frame's progress bar appears only once it has run this long: quick frames stay silent.
 PROGRESS_DELAY_S = 3.0
-
-
-def _tile(text: str) -> int | str:
-    if text.strip().lower() == AUTO_TILE:
-        return AUTO_TILE
-    try:
-        size = int(text)
-    except ValueError:
-        size = -1
-    if size < 0:
-        raise argparse.ArgumentTypeError(f"use auto, 0 (whole frames) or a tile size in pixels, got {text!r}")
-    return size
-
-
-def _memory(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,51 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(required, except for a video with --preview)",
     )
     cli.add_artifacts_argument(p, DEFAULT_ARTIFACTS)  # this module's name: tests point it elsewhere
-    p.add_argument(
-        "--backend",
-        type=cli.name_list(BACKEND_NAMES, "--backend"),
-        metavar="|".join(BACKEND_NAMES),
-        help="backend to run the graphs with; a comma-separated list is a fallback order, tried once at "
-        "start (default: tensorrt, then onnxruntime, then torch, GPU before CPU; openvino runs when named)",
-    )
-    p.add_argument(
-        "--device",
-        choices=["cpu", "cuda"],
-        help="run on this device only (default: CUDA when the backend can use it, else the CPU)",
-    )
-    p.add_argument(
-        "--tile",
-        type=_tile,
-        default=AUTO_TILE,
-        metavar="auto|0|N",
-        help="auto: a frame runs whole when its estimated peak memory (from the manifest) fits --max-memory, else "
-        "in the largest N x N tiles that fit, and one line says so; 0: always whole frames; N: frames larger than "
-        "N x N in overlapping N x N tiles (N a multiple of the model's pad multiple). The prior is still computed "
-        "once per stage on the whole frame and shared by the tiles; tiles cost a little quality (default: auto)",
-    )
-    p.add_argument(
-        "--max-memory",
-        type=_memory,
-        default=DEFAULT_MAX_MEMORY,
-        metavar="SIZE",
-        help="memory budget of one frame for --tile auto, e.g. 2GiB, 1500MB; the process's own libraries and "
-        "weights (a few hundred MB) come on top. A fixed default, so the same input always gives the same "
-        f"output whatever memory is free (default: {format_bytes(DEFAULT_MAX_MEMORY).replace(' ', '')})",
-    )
-    p.add_argument(
-        "--tile-overlap",
-        type=int,
-        default=DEFAULT_TILE_OVERLAP,
-        metavar="N",
-        help=f"overlap between neighbouring tiles in pixels (default: {DEFAULT_TILE_OVERLAP})",
-    )
-    p.add_argument(
-        "--precision",
-        choices=REQUESTED_PRECISIONS,
-        default="auto",
-        help="graph precision: auto follows the manifest's plan for the backend (fp32 where it has none; -v "
-        "shows the plan); fp32, fp16 and int8 are an error naming the graphs that lack them (default: auto)",
-    )
+    cli_restore.add_pipeline_arguments(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -277,52 +206,22 @@ class _FrameProgress:
 
 def _restore_file(pipeline: Pipeline, source: Path, target: Path, args: argparse.Namespace, said: set) -> TilePlan:
     """Read, check the output can hold it, restore and write one image; the plan it ran with."""
-    image = read_image(source)
-    check_output_format(target, image.bit_depth, image.alpha is not None)
-    plan = pipeline.tile_plan(image.height, image.width)
-    line = describe_plan(plan, image.width, image.height, args.max_memory)
-    if line and not args.quiet and (image.width, image.height) not in said:
-        said.add((image.width, image.height))  # once per size in a folder, not per image
-        tqdm.write(f"{source.name}: {line}", file=sys.stderr)
+
+    def say_plan(image: Image, plan: TilePlan) -> None:
+        line = describe_plan(plan, image.width, image.height, args.max_memory)
+        if line and not args.quiet and (image.width, image.height) not in said:
+            said.add((image.width, image.height))  # once per size in a folder, not per image
+            tqdm.write(f"{source.name}: {line}", file=sys.stderr)
+
     progress = _FrameProgress(source.name, not args.quiet)
     try:
-        restored = pipeline.restore(image.rgb, progress=progress)
+        return restore_image_file(pipeline, source, target, on_plan=say_plan, progress=progress)
     finally:
         progress.close()
-    write_image(target, Image(rgb=restored, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey))
-    return plan
 
 
 def _open_pipeline(args: argparse.Namespace) -> Pipeline:
-    cli.require_export(args.artifacts, DEFAULT_ARTIFACTS)
-    if args.artifacts == DEFAULT_ARTIFACTS:
-        # Artifacts exported from older weights (say the interim model) would run silently otherwise.
-        # Checked on the manifest alone, before any backend session is opened.
-        source = load_manifest(args.artifacts, verify=False).source
-        if source.sha256 != SHIPPED_SHA256:
-            raise ManifestError(
-                f"{DEFAULT_ARTIFACTS}: exported from {source.checkpoint} (sha256 {source.sha256[:12]}...), "
-                "not from the shipped model; run `python export/build_engines.py` to re-export it"
-            )
-    pipeline = Pipeline.from_manifest(
-        args.artifacts,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        threads=args.threads,
-        tile=args.tile or None,
-        tile_overlap=args.tile_overlap,
-        max_memory=args.max_memory,
-        backend_options=args.backend_options,
-    )
-    graphs = pipeline.manifest.graphs.values()
-    if args.tile == AUTO_TILE and not args.quiet and any(g.activation_bytes is None for g in graphs):
-        print(
-            f"note: {args.artifacts} records no activation sizes (exported by an older version), so --tile auto "
-            "restores whole frames; re-export with export/build_engines.py, or pass --tile N",
-            file=sys.stderr,
-        )
-    return pipeline
+    return cli_restore.open_pipeline(args, DEFAULT_ARTIFACTS)  # read here: tests point it elsewhere
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,12 @@ FLAGS = {
         "--precision", "--realtime", "--queue-size", "--side-by-side", "--preview", "--fps", "--adaptive-depth",
         "--budget-ms", "--prior-reuse", "--scene-threshold", "--simulate-slowdown-ms", "--max-memory", "--overwrite",
     ],
+    "runtime/batch.py": [
+        "INPUTS", "--output", "--address", "--actors", "--cpus-per-actor", "--gpus-per-actor", "--batch-size",
+        "--retries", "--report", "--artifacts", "--backend", "--device", "--tile", "--tile-overlap", "--max-memory",
+        "--precision", "--threads", "--backend-option",
+    ],
+    "runtime/bench/batch_scaling.py": ["--images", "--count", "--size", "--artifacts", "--backend", "--json"],
     "runtime/video_throughput.py": [
         "--artifacts", "--clip", "--size", "--frames", "--container", "--backend", "--precision", "--threads",
         "--warmup", "--rounds", "--json",
@@ -91,6 +97,8 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         "export.build_engines",
         "calibration.calibrate",
         "runtime.restore",
+        "runtime.batch",
+        "runtime.bench.batch_scaling",
         "export.benchmark_cpu",
         "export.op_profile",
         "export.graph_forms_bench",

@@ -6,6 +6,10 @@ What is a video input: anything `open_source` takes that is not a still image, i
 file, a camera index, a URL, a GStreamer pipeline, a printf or glob pattern; a folder only when
 the run is a video run anyway (OUTPUT is a video file, or a video-only flag was given),
 because a folder of photos restored into a folder keeps its names in image mode.
+
+`restore_video_file` is the plain path (every frame, in order, no preview) that runtime/batch.py
+runs per video: the same source, restorer, sinks and loop as restore.py, so the same bytes, but
+the file appears under its name only when every frame was restored.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.atomic_io import discard, temporary_sibling
 from runtime.errors import InputError
 from runtime.image_io import IMAGE_EXTENSIONS
 from runtime.pipeline import Pipeline
 from runtime.prior_cache import PriorCache
 from runtime.video.adaptive import DepthController
-from runtime.video.loop import Controller
+from runtime.video.loop import END_OF_INPUT, Controller, VideoSummary, run_video
 from runtime.video.sinks import (
     FOURCC_BY_EXTENSION,
     FrameSink,
@@ -30,7 +35,7 @@ from runtime.video.sinks import (
     SideBySide,
     VideoFileSink,
 )
-from runtime.video.sources import FrameSource
+from runtime.video.sources import FrameSource, open_source
 
 # How a folder OUTPUT names its frames.
 SEQUENCE_PATTERN = "%06d.png"
@@ -152,3 +157,36 @@ def make_prior_cache(max_frames: int, scene_threshold: float | None) -> PriorCac
     if scene_threshold is None:
         return PriorCache(max_frames=max_frames)
     return PriorCache(max_frames=max_frames, scene_threshold=scene_threshold)
+
+
+def restore_video_file(pipeline: Pipeline, source: Path, target: Path) -> VideoSummary:
+    """Restore every frame of the video file `source` into the video file `target` (codec by its
+    extension, the source's frame rate), replacing it; the run's summary.
+
+    Whole or not at all: the frames go to a hidden file next to `target`, renamed to `target`
+    only when the video was read to its end without a decode error. A cut-off or damaged video,
+    an interruption or an error leaves `target` as it was and raises InputError (the others
+    raise their own error)."""
+    staging = temporary_sibling(target)
+    staging = staging.with_name(staging.name + target.suffix)  # FFmpeg picks the container from it
+    try:
+        frames = open_source(source)
+        try:
+            sinks = make_sinks(staging, frames, str(source), side_by_side=False, preview=False)
+        except BaseException:
+            frames.close()  # run_video owns it only once called
+            raise
+        summary = run_video(frames, FrameRestorer(pipeline), sinks, progress=False)
+        if summary.end_reason != END_OF_INPUT:
+            raise InputError(f"{source}: {summary.end_reason} after {summary.frames_out} frames")
+        if summary.decode_errors:
+            raise InputError(f"{source}: {summary.decode_errors} frame(s) could not be read (cut off or damaged)")
+        if summary.frames_out == 0:
+            raise InputError(f"{source}: no frame could be read")
+        try:
+            staging.replace(target)
+        except OSError as exc:
+            raise InputError(f"{target}: cannot be written ({exc.strerror or exc})") from exc
+    finally:
+        discard(staging)
+    return summary
