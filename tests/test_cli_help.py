@@ -65,6 +65,9 @@ FLAGS = {
         "--artifacts", "--backend", "--precision", "--size", "--warmup", "--iters", "--json",
     ],
     "export/op_profile.py": ["--artifacts", "--size", "--backends", "--repeats", "--top", "--json", "--threads"],
+    "export/cpu_plans_bench.py": [
+        "--baseline", "--artifacts", "--size", "--rounds", "--sgemm-size", "--json", "--threads",
+    ],
     "export/graph_forms_bench.py": ["--checkpoint", "--size", "--repeats", "--tolerance", "--cpu-time", "--json"],
     "model/train.py": [],
     "model/evaluate.py": [],
@@ -102,6 +105,7 @@ def test_help_runs_as_a_file_from_the_repository_root(path: str) -> None:
         "export.benchmark_cpu",
         "export.op_profile",
         "export.graph_forms_bench",
+        "export.cpu_plans_bench",
         "runtime.benchmark",
         "runtime.video_throughput",
         "runtime.tradeoffs",

@@ -42,3 +42,20 @@ def test_graph_forms_bench_times_every_form_against_the_plain_graph(tiny_export,
 def test_graph_forms_bench_rejects_a_missing_checkpoint(tmp_path, capsys) -> None:
     assert graph_forms_bench.main(["--checkpoint", str(tmp_path / "none.pt")]) == 1
     assert "none.pt" in capsys.readouterr().err
+
+
+def test_cpu_plans_bench_times_every_plan_in_one_run(tiny_export, tmp_path) -> None:
+    from export import cpu_plans_bench
+
+    out = tmp_path / "plans.json"
+    folder = str(tiny_export.artifacts)
+    args = ["--baseline", folder, "--artifacts", folder, "--size", "48x32", "--rounds", "1", "--sgemm-size", "64"]
+    assert cpu_plans_bench.main([*args, "--threads", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    plans = [(r["graphs"], r["backend"], r["precision"]) for r in result["rows"]]
+    assert plans[:2] == [("today's graphs", "onnxruntime", "fp32"), ("new graphs", "onnxruntime", "fp32")]
+    assert result["rows"][0]["speedup"] == 1.0
+    graphs = set(load_manifest(tiny_export.artifacts).graphs_in_use())
+    for row in result["rows"]:
+        assert row["frame_ms"] > 0 and row["gflops"] > 0 and set(row["graph_ms"]) == graphs
+    assert result["peak"]["peak_gflops"] > 0 and result["gmac"] > 0
