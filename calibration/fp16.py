@@ -22,12 +22,18 @@ class Fp16Graph:
     kept_fp32: tuple[str, ...]  # node names left in FP32, in graph order
 
 
-def convert_to_fp16(model: onnx.ModelProto, extra_fp32: Iterable[str] = ()) -> Fp16Graph:
-    """A float16 copy of `model` with float32 inputs/outputs and the FP32 islands above."""
+def convert_to_fp16(
+    model: onnx.ModelProto, extra_fp32: Iterable[str] = (), islands: Iterable[str] | None = None
+) -> Fp16Graph:
+    """A float16 copy of `model` with float32 inputs/outputs and the FP32 islands above.
+
+    `islands` replaces the sensitive-op rule's choice of FP32 nodes with a given list (the Q/DQ
+    graph of calibration/qdq_fp16.py takes its FP16 variant's islands, found on the FP32 graph);
+    `extra_fp32` adds nodes to either."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     check_node_names(model.graph)
-    keep = higher_precision_nodes(model.graph)
+    keep = higher_precision_nodes(model.graph) if islands is None else list(dict.fromkeys(islands))
     keep += [name for name in extra_fp32 if name not in keep]
     converted = convert_float_to_float16(
         model,

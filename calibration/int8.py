@@ -3,6 +3,8 @@
 1. Replay the FP32 pipeline over the calibration frames and, separately, over held-out frames
    (never used for calibration): every graph's real inputs.
 2. Per graph, quantize (calibration/qdq.py) and measure against FP32 on the held-out inputs.
+   TensorRT's `int8` graph is made from the graph's FP16 variant where it has one (its FP32
+   islands kept, calibration/qdq_fp16.py), else from the FP32 graph; the report says which.
    A graph below the per-graph screen is quantized again with more convolutions left in FP32,
    in the fixed order of `ESCALATION`; if the last level still misses, the graph keeps its
    higher precision and the report says so.
@@ -90,6 +92,7 @@ class GraphResult:
     level_index: int | None = None
     accuracy: dict[str, GraphAccuracy] = field(default_factory=dict)  # per flavour
     kept_higher: tuple[str, ...] = ()
+    made_from: str = ""  # the variant the `int8` graph was made from: "fp16" (islands kept) or "fp32"
     quantize_nodes: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)  # per precision, ONNX Runtime CPU
     note: str = ""
@@ -141,11 +144,18 @@ class _Quantizer:
         name, rule = ESCALATION[level]
         extra = [n.name for n in nodes if n.op_type == "Conv" and rule(n, producers)]
         out = self.path(graph, flavour)
-        kept = quantize_graph(fp32_path, out, self.calib[graph], flavour, self.method, extra)
+        # TensorRT builds the int8 graph strongly typed: the layers between quantized
+        # convolutions run in the graph's own types, so they are FP16 where the FP16 variant's are
+        # (calibration/qdq_fp16.py). No FP16 variant (it missed its gate, or the FP16 step did
+        # not run): FP32 graph. The CPU flavour stays FP32.
+        fp16 = self.manifest.graphs[graph].variants.get("fp16") if flavour == "int8" else None
+        islands = fp16.kept_higher if fp16 is not None else None
+        kept = quantize_graph(fp32_path, out, self.calib[graph], flavour, self.method, extra, islands)
         accuracy = graph_accuracy(fp32_path, out, self.heldout[graph], self.threads)
         result.accuracy[flavour] = accuracy
         if flavour == "int8":
             result.level, result.level_index, result.kept_higher = name, level, kept
+            result.made_from = "fp32" if fp16 is None else "fp16"
             result.quantize_nodes = count_quantize_nodes(out)
         return accuracy
 

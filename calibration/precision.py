@@ -100,8 +100,12 @@ def _write_report(root: Path, report: CalibrationReport, settings: Int8Settings,
     path = root / REPORT_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+    # Provenance of TensorRT's int8 graphs: `parent_sha256` names the FP32 graph every variant
+    # descends from (and was calibrated on); which ones were made from the FP16 variant is said here.
+    from_fp16 = [g for g in graphs if report.graphs[g].made_from == "fp16"]
     return Calibration(
-        method=f"onnxruntime quantize_static Q/DQ, {settings.method}",
+        method=f"onnxruntime quantize_static Q/DQ, {settings.method}; "
+        f"int8 made from the FP16 graph (FP32 islands kept): {', '.join(from_fp16) or 'none'}",
         source=settings.source,
         frames=len(settings.calibration),
         graphs=tuple(graphs),

@@ -1,9 +1,12 @@
 """Q/DQ INT8 per graph with ONNX Runtime's static quantizer, in two flavours.
 
 - `int8`: symmetric INT8 activations and weights, zero points 0, per-channel weights. This is
-  the graph TensorRT gets (TensorRT supports symmetric quantization only).
+  the graph TensorRT gets (TensorRT supports symmetric quantization only). Given the graph's
+  FP16 islands (`fp16_islands`), it is then converted to FP16 around its Q/DQ pairs
+  (calibration/qdq_fp16.py), so that TensorRT runs the layers between convolutions in FP16.
 - `int8-cpu`: uint8 activations (asymmetric) with per-channel int8 weights, the combination
-  ONNX Runtime's x86 kernels are fastest with.
+  ONNX Runtime's x86 kernels are fastest with. Always FP32 around its Q/DQ pairs: ONNX Runtime's
+  CPU provider gains nothing from FP16.
 
 Only convolutions are quantized; the nodes calibration/sensitive_ops.py keeps at full precision
 (norms, softmax, matmuls, the decomposed path, the output tail) are excluded by name. Each
@@ -19,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from calibration.qdq_fp16 import qdq_in_fp16
 from calibration.replay import GraphFeeds
 from calibration.sensitive_ops import higher_precision_nodes
 from runtime.atomic_io import atomic_target
@@ -38,9 +42,12 @@ def quantize_graph(
     flavour: str,
     method: str = "minmax",
     extra_excluded: Sequence[str] = (),
+    fp16_islands: Sequence[str] | None = None,
 ) -> tuple[str, ...]:
     """Write the `flavour` Q/DQ graph of `fp32_path` to `out_path` (atomically), calibrated on
-    `feeds`; returns the names of the nodes left unquantized by rule."""
+    `feeds`; returns the names of the nodes left unquantized by rule. With `fp16_islands` (the
+    FP16 variant's FP32 nodes; `int8` only) the graph is FP16 outside them and the Q/DQ pairs;
+    the scales are still calibrated on the FP32 graph."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -56,6 +63,8 @@ def quantize_graph(
         raise CalibrationError(f"unknown calibration method {method!r} (use one of {', '.join(METHODS)})")
     if not feeds:
         raise CalibrationError(f"{fp32_path.name}: no recorded inputs to calibrate on")
+    if fp16_islands is not None and flavour != "int8":
+        raise CalibrationError(f"the {flavour} flavour stays FP32 around its Q/DQ pairs (only int8 is for TensorRT)")
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -89,6 +98,8 @@ def quantize_graph(
             calibrate_method=calibrate_method,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )
+        if fp16_islands is not None:
+            onnx.save(qdq_in_fp16(onnx.load(str(tmp)), fp16_islands), str(tmp))
     for line in chatter.getvalue().splitlines():
         log.debug("%s: %s", fp32_path.name, line)
     return excluded

@@ -12,8 +12,9 @@ manifest's auto_precision plan for TensorRT; "fp32", "fp16", "int8" ask for one)
 `export/trt_builder.py`:
 
 - fp32 variant: the FP32 graph, mode "fp32";
-- fp16 / int8 variants: the converted FP16 graph or the Q/DQ graph, mode "strongly_typed"
-  (TensorRT 8.6 builds them weakly typed with FP32 pins; see trt_builder);
+- fp16 / int8 variants: the converted FP16 graph or the Q/DQ graph (made from the FP16 graph,
+  FP32 islands kept, where the graph has one), mode "strongly_typed" (TensorRT 8.6 builds them
+  weakly typed with the FP16 graph's FP32 islands pinned; see trt_builder);
   `weak_fp16=True` builds FP16 from the FP32 graph with the FP16 flag instead (TensorRT < 11).
 
 Shapes: static engines, one per frame size in `sizes` (HxW, padded up to the model's multiple
@@ -158,9 +159,12 @@ def plan_jobs(
         chosen_variant = manifest.precision_for(graph, precision, TARGET)
         mode, variant = _mode(chosen_variant, weak_fp16)
         spec = manifest.graph(graph)
-        # The FP16 converter's FP32 islands, pinned where TensorRT is weakly typed (8.6, fp16_weak).
-        # (An INT8 variant's kept_higher lists nodes left unquantized, not ones kept in FP32.)
-        kept = spec.variants["fp16"].kept_higher if chosen_variant == "fp16" else ()
+        # The FP16 converter's FP32 islands, pinned where TensorRT is weakly typed (8.6, fp16_weak):
+        # the FP16 graph's, and the INT8 graph's too, which is the FP16 graph with Q/DQ pairs
+        # (calibration/qdq_fp16.py). An INT8 variant's own kept_higher lists the nodes left
+        # unquantized, not the ones kept in FP32.
+        fp16 = spec.variants.get("fp16")
+        kept = fp16.kept_higher if fp16 is not None and chosen_variant in ("fp16", "int8") else ()
         for label, chosen in shape_sets:
             common = dict(
                 mode=mode,

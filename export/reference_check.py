@@ -5,6 +5,9 @@ reference evaluator does not, so FP16 graphs are checked with it.
 onnx 1.23's reference ConvTranspose mishandles `group > 1` (it reshapes the weight as if the
 group count divided the output channels, and fails on the Haar branch's grouped up-sampling),
 so a corrected ConvTranspose replaces it here. It keeps the input dtype, like the original.
+Its DequantizeLinear starts at opset 19, so the Q/DQ graphs (opset 17) get opset 19's operator,
+which computes the same for the int8 and int32 inputs they hold (19 added float8 types and
+float16 scales).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
+from onnx.reference.ops.op_dequantize_linear import DequantizeLinear_19
 
 
 class GroupedConvTranspose(OpRun):
@@ -67,7 +71,19 @@ class GroupedConvTranspose(OpRun):
 GroupedConvTranspose.__name__ = "ConvTranspose"  # the evaluator matches new ops by class name
 
 
+class DequantizeLinear(DequantizeLinear_19):
+    """DequantizeLinear for the opsets before 19 (see the module docstring)."""
+
+    op_domain = ""
+
+    def _run(self, x, x_scale, x_zero_point=None, axis=1, block_size=0, output_dtype=None):
+        # The evaluator passes the newest schema's attributes; an opset 17 graph leaves them unset.
+        if block_size or output_dtype:
+            raise NotImplementedError("blocked or typed DequantizeLinear needs opset 21 or later")
+        return super()._run(x, x_scale, x_zero_point, axis)
+
+
 def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """All outputs of `model` on `feeds`, computed by the ONNX reference evaluator."""
-    evaluator = ReferenceEvaluator(model, new_ops=[GroupedConvTranspose])
+    evaluator = ReferenceEvaluator(model, new_ops=[GroupedConvTranspose, DequantizeLinear])
     return list(evaluator.run(None, dict(feeds)))

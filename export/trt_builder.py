@@ -13,10 +13,12 @@ Precision modes (docs/ARCHITECTURE.md; what each TensorRT version supports is de
   `fp32_layer_types` / `fp32_layer_patterns` are pinned to FP32 (layer precision, output
   types and OBEY_PRECISION_CONSTRAINTS). TensorRT 8.6 and 10.x; not 11.x.
 - ``"strongly_typed"``: precision comes from the graph itself: the FP16 graph (FP32 islands
-  kept by the converter) or the Q/DQ INT8 graph (`variant` says which). TensorRT 10.x uses a
-  STRONGLY_TYPED network, 11.x every network. TensorRT 8.6 has no strong typing: there the
-  graph is built weakly typed with the FP16 and INT8 flags (INT8 is what turns a Q/DQ graph
-  into an INT8 engine on 8.x) and the same FP32 layer constraints as ``fp16_weak``.
+  kept by the converter) or the Q/DQ INT8 graph (`variant` says which; it is the FP16 graph
+  with Q/DQ pairs in front of the quantized convolutions, so the layers between them are FP16
+  too: calibration/qdq_fp16.py). TensorRT 10.x uses a STRONGLY_TYPED network, 11.x every
+  network. TensorRT 8.6 has no strong typing: there the graph is built weakly typed with the
+  FP16 and INT8 flags (INT8 is what turns a Q/DQ graph into an INT8 engine on 8.x) and the same
+  FP32 layer constraints as ``fp16_weak``, the FP16 graph's islands (`fp32_nodes`) included.
 
 Engines are static per input shape by default (`input_shapes`, one shape per input at the
 target resolution); `profile` asks for a dynamic min/opt/max profile instead. A shared timing
@@ -96,8 +98,9 @@ class BuildOptions:
     # may add a suffix when one node becomes several layers: end patterns with "*".
     fp32_layer_types: tuple[str, ...] = DEFAULT_FP32_LAYER_TYPES
     fp32_layer_patterns: tuple[str, ...] = ()
-    # ONNX node names the FP16/INT8 converter kept in FP32 (the manifest's `kept_higher`): where
-    # layer constraints apply (weak typing), every layer made from one of them is pinned too.
+    # ONNX node names the FP16 converter kept in FP32 (the FP16 variant's `kept_higher`, for the
+    # FP16 and the INT8 graph alike): where layer constraints apply (weak typing), every layer
+    # made from one of them is pinned too.
     fp32_nodes: tuple[str, ...] = ()
     allow_tf32: bool = True
     log_severity: str = "WARNING"

@@ -86,6 +86,23 @@ def test_fp16_engines_carry_the_converters_fp32_nodes(manifest: Manifest) -> Non
     assert all(j.options.fp32_nodes == () for j in plan_jobs(manifest, sizes=[(64, 64)]))  # fp32 engines
 
 
+def test_int8_engines_carry_the_fp16_graphs_fp32_nodes_not_the_unquantized_ones(manifest: Manifest) -> None:
+    """The INT8 graph is the FP16 graph with Q/DQ pairs: on TensorRT 8.6 its FP32 islands are
+    pinned like the FP16 engine's; its own kept_higher (convolutions left unquantized) is not."""
+
+    def with_variants(graph, fp16: bool):
+        fp32 = graph.variants["fp32"]
+        variants = {**graph.variants, "int8": dataclasses.replace(fp32, precision="int8", kept_higher=("/x/Conv",))}
+        if fp16:
+            variants["fp16"] = dataclasses.replace(fp32, precision="fp16", kept_higher=("/x/Softmax", "/x/Add"))
+        return dataclasses.replace(graph, variants=variants)
+
+    for fp16, pinned in ((True, ("/x/Softmax", "/x/Add")), (False, ())):
+        graphs = {n: with_variants(g, fp16) for n, g in manifest.graphs.items()}
+        jobs = plan_jobs(dataclasses.replace(manifest, graphs=graphs), precision="int8", sizes=[(64, 64)])
+        assert jobs and all(j.variant == "int8" and j.options.fp32_nodes == pinned for j in jobs)
+
+
 def test_a_precision_the_artifacts_lack_is_a_manifest_error(manifest: Manifest) -> None:
     with pytest.raises(ManifestError, match="no fp16 variant of graphs stage1_gd, prior, stage1_prox"):
         plan_jobs(manifest, precision="fp16")
