@@ -151,7 +151,7 @@ class _Quantizer:
         fp16 = self.manifest.graphs[graph].variants.get("fp16") if flavour == "int8" else None
         islands = fp16.kept_higher if fp16 is not None else None
         kept = quantize_graph(fp32_path, out, self.calib[graph], flavour, self.method, extra, islands)
-        accuracy = graph_accuracy(fp32_path, out, self.heldout[graph], self.threads)
+        accuracy = graph_accuracy(fp32_path, out, self.heldout[graph], self.threads, tensorrt_like=flavour == "int8")
         result.accuracy[flavour] = accuracy
         if flavour == "int8":
             result.level, result.level_index, result.kept_higher = name, level, kept
@@ -243,10 +243,13 @@ def calibrate_int8(
         return (accuracy.finite, accuracy.psnr_vs_fp32_db, -(accuracy.gt_loss_db or 0.0))
 
     plan = {g: "int8" for g, r in results.items() if r.level is not None}
-    int8_accuracy = pipeline_accuracy(manifest, plan, images, clean, fp32_out, threads) if plan else None
+    def tensorrt_accuracy(trial: Mapping[str, str]) -> PipelineAccuracy:
+        return pipeline_accuracy(manifest, trial, images, clean, fp32_out, threads, tensorrt_like=True)
+
+    int8_accuracy = tensorrt_accuracy(plan) if plan else None
     while int8_accuracy is not None and not acceptable(int8_accuracy):
         trials = {
-            g: pipeline_accuracy(manifest, {k: v for k, v in plan.items() if k != g}, images, clean, fp32_out, threads)
+            g: tensorrt_accuracy({k: v for k, v in plan.items() if k != g})
             for g in plan
         }
         drop = max(trials, key=lambda g: score(trials[g]))

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 FLAVOURS = ("int8", "int8-cpu")
 METHODS = ("minmax", "percentile", "entropy")
 QUANTIZED_OPS = ("Conv",)
+# TensorRT's ONNX parser takes DequantizeLinear of activation types only: the quantizer's default
+# int32 bias (and, on 8.x, int8 weight initializers) feeding a DequantizeLinear fail to parse
+# ("only activation types allowed as input to this layer"). For TensorRT's flavour the bias
+# stays float and each weight is a float initializer through a Q/DQ pair, the form NVIDIA's own
+# quantization tools export; TensorRT folds it into INT8 weights at build time.
+TENSORRT_LAYOUT = {"QuantizeBias": False, "AddQDQPairToWeight": True}
 
 
 def quantize_graph(
@@ -96,7 +102,11 @@ def quantize_graph(
             weight_type=QuantType.QInt8,
             nodes_to_exclude=list(excluded),
             calibrate_method=calibrate_method,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            extra_options={
+                "ActivationSymmetric": symmetric,
+                "WeightSymmetric": True,
+                **(TENSORRT_LAYOUT if symmetric else {}),
+            },
         )
         if fp16_islands is not None:
             onnx.save(qdq_in_fp16(onnx.load(str(tmp)), fp16_islands), str(tmp))
