@@ -218,6 +218,7 @@ def _record(
         compute_capability=gpu.compute_capability_str,
         profile=profile,
         key_inputs=key_inputs.to_dict(),
+        dla_core=options.dla_core,
     )
 
 

@@ -274,6 +274,9 @@ class Engine:
     # EngineKeyInputs.to_dict() of the build (ONNX sha256, precision descriptor, shapes, TensorRT,
     # GPU): lets the runtime recompute the key here and say what changed. None: not recorded.
     key_inputs: dict[str, Any] | None = None
+    # The DLA core the engine was built for (the runtime must name it when deserialising);
+    # None: a GPU engine, or a manifest written before this field (then the key's descriptor says).
+    dla_core: int | None = None
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,10 @@ _DLA = re.compile(r"^dla(\d+)(\+gpu)?$")
 
 
 def dla_core_of(record: Engine) -> int | None:
-    """The DLA core an engine was built for, from its key's precision descriptor ("…/dla0+gpu")."""
+    """The DLA core an engine was built for: the record's `dla_core`, else (manifests written
+    before that field) its key's precision descriptor ("…/dla0+gpu")."""
+    if record.dla_core is not None:
+        return record.dla_core
     descriptor = str((record.key_inputs or {}).get("precision", ""))
     for part in descriptor.split("/"):
         match = _DLA.match(part)

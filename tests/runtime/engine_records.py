@@ -44,4 +44,5 @@ def engine_record(
         compute_capability=gpu.compute_capability_str,
         profile={n: ShapeRange(s, s, s) for n, s in shapes.items()},
         key_inputs=inputs.to_dict(),
+        dla_core=dla_core,
     )
