@@ -231,6 +231,8 @@ def test_build_engines_cli_prepares_fp32_fp16_int8_and_says_why_no_engines(expor
     assert any("fp16" in g.variants for g in manifest.graphs.values())
     assert manifest.calibration is not None and (out / manifest.calibration.report.path).is_file()
     assert manifest.engines == ()
+    # The CPU backends were timed for the default order (export/cpu_timing.py).
+    assert manifest.cpu_timing is not None and manifest.cpu_timing.frame_ms["onnxruntime"] > 0
 
 
 def test_build_engines_from_artifacts_needs_no_torch_and_says_what_is_missing(export_tiny) -> None:
