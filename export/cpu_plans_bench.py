@@ -1,11 +1,11 @@
-"""Every CPU plan against today's ONNX Runtime FP32 pipeline, in one run, with the sgemm peak.
+"""Every CPU plan against a baseline ONNX Runtime FP32 pipeline, in one run, with the sgemm peak.
 
     python export/cpu_plans_bench.py --baseline /tmp/plain --artifacts artifacts/edge
     python export/cpu_plans_bench.py --baseline OLD --artifacts NEW --size 640x360 --rounds 3 --json plans.json
 
-A plan is (artifacts folder, backend, precision): the baseline folder (graphs exported as they
-were before the graph forms, e.g. `build_engines.py --plain-graphs --no-int8 --no-fp16`) on ONNX
-Runtime FP32, and the artifacts folder on ONNX Runtime and OpenVINO at FP32 and at INT8 (each
+A plan is (artifacts folder, backend, precision): the baseline folder (e.g. an earlier export, or
+`build_engines.py --plain-graphs --no-int8 --no-fp16` for graphs without the export's rewrites)
+on ONNX Runtime FP32, and the artifacts folder on ONNX Runtime and OpenVINO at FP32 and at INT8 (each
 backend's INT8 flavour, runtime/backends/), where the folder has INT8 graphs. Every plan's
 pipeline is opened, warmed up with one frame, then the plans restore the same synthetic frame in
 turn, --rounds times, so that other work on the machine slows each plan alike. Printed per plan:
@@ -44,11 +44,11 @@ BACKENDS = ("onnxruntime", "openvino")
 def plans(baseline: Path, artifacts: Path, manifest: Manifest) -> list[tuple[str, Path, str, str]]:
     """(label, folder, backend, precision) in table order; INT8 only where the folder has it."""
     has_int8 = any(k.startswith("int8") for entry in manifest.graphs.values() for k in entry.variants)
-    out = [("today's graphs", baseline, "onnxruntime", "fp32")]
+    out = [("baseline", baseline, "onnxruntime", "fp32")]
     for backend in BACKENDS:
-        out.append(("new graphs", artifacts, backend, "fp32"))
+        out.append(("artifacts", artifacts, backend, "fp32"))
         if has_int8:
-            out.append(("new graphs", artifacts, backend, "int8"))
+            out.append(("artifacts", artifacts, backend, "int8"))
     return out
 
 
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         type=Path,
         required=True,
-        help="artifacts folder with today's graphs (the reference plan: ONNX Runtime FP32)",
+        help="artifacts folder of the reference plan (ONNX Runtime FP32), e.g. an earlier export",
     )
     cli.add_artifacts_argument(parser)
     cli.add_frame_size_argument(parser, "--size", (720, 1280), "frame size")

@@ -29,7 +29,9 @@ from runtime.manifest import (
 from runtime.pipeline import NOISE_RULE
 
 EXPORTER = "torch.onnx.export(dynamo=False) for ONNX; torch.export.export + torch.export.save for .pt2"
-REWRITES = f"; graph forms: {', '.join(KEPT_FORMS)}; ONNX graph passes: channel_mean_as_conv"
+REWRITES = (
+    f"; graph forms: {', '.join(KEPT_FORMS)}" if KEPT_FORMS else ""
+) + "; ONNX graph passes: channel_mean_as_conv"
 
 
 def toolchain() -> dict[str, str]:

@@ -53,7 +53,7 @@ def test_cpu_plans_bench_times_every_plan_in_one_run(tiny_export, tmp_path) -> N
     assert cpu_plans_bench.main([*args, "--threads", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     plans = [(r["graphs"], r["backend"], r["precision"]) for r in result["rows"]]
-    assert plans[:2] == [("today's graphs", "onnxruntime", "fp32"), ("new graphs", "onnxruntime", "fp32")]
+    assert plans[:2] == [("baseline", "onnxruntime", "fp32"), ("artifacts", "onnxruntime", "fp32")]
     assert result["rows"][0]["speedup"] == 1.0
     graphs = set(load_manifest(tiny_export.artifacts).graphs_in_use())
     for row in result["rows"]:

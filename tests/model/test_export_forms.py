@@ -46,12 +46,26 @@ def test_unknown_form_is_refused() -> None:
         export_form(_random_model(), ("fold_everything",))
 
 
-def test_exported_graphs_split_the_projections_instead_of_slicing(tiny_export) -> None:
-    """chunk() of a conv output exported as run-time-computed Slices of a full-resolution tensor;
-    with the kept forms no Slice reads a Conv output."""
-    manifest = load_manifest(tiny_export.artifacts)
-    assert all(form in manifest.exporter for form in KEPT_FORMS)
-    proto = onnx.load(str(manifest.graph_file("stage1_prox")))
-    produced_by = {out: node.op_type for node in proto.graph.node for out in node.output}
-    sliced = [n.name for n in proto.graph.node if n.op_type == "Slice" and produced_by.get(n.input[0]) == "Conv"]
-    assert "split_projections" in KEPT_FORMS and sliced == []
+def test_split_projections_leave_no_slice_of_a_convolution(tmp_path) -> None:
+    """chunk() of a conv output exports as run-time-computed Slices of a full-resolution tensor;
+    in the split form no Slice reads a Conv output."""
+    from export.onnx_export import export_onnx, plan_graphs, sample_inputs
+
+    model = _random_model()
+
+    def sliced_convs(forms: tuple[str, ...]) -> list[str]:
+        plan = next(p for p in plan_graphs(export_form(model, forms)) if p.name == "stage1_prox")
+        path = tmp_path / f"{'_'.join(forms) or 'plain'}.onnx"
+        export_onnx(plan, path, 17, sample_inputs(plan, model.config.prior_dim, 1, 32, 32))
+        proto = onnx.load(str(path))
+        produced_by = {out: node.op_type for node in proto.graph.node for out in node.output}
+        return [n.name for n in proto.graph.node if n.op_type == "Slice" and produced_by.get(n.input[0]) == "Conv"]
+
+    assert sliced_convs(()) != []  # the training modules' chunk()
+    assert sliced_convs(("split_projections",)) == []
+
+
+def test_the_export_names_the_forms_it_wrote(tiny_export) -> None:
+    exporter = load_manifest(tiny_export.artifacts).exporter
+    assert all(form in exporter for form in KEPT_FORMS)
+    assert ("graph forms" in exporter) == bool(KEPT_FORMS)
