@@ -7,8 +7,8 @@ this module is the only place that decides it (docs/ARCHITECTURE.md, "Precision"
   artifacts have an FP16 variant (it passed the FP16 gate), else FP32. TensorRT's speed cannot
   be measured where the plan is made (no GPU needed to build artifacts), so accuracy decides.
 - ONNX Runtime CUDA (`onnxruntime/cuda`): FP16 where present; INT8 is not planned there.
-- ONNX Runtime CPU (`onnxruntime/cpu`): an INT8 flavour only where calibration measured it
-  faster than FP32 and the CPU pipeline with it passed the gate; never FP16.
+- ONNX Runtime CPU (`onnxruntime/cpu`): the `int8-cpu` flavour only where calibration measured
+  it faster than FP32 and the CPU pipeline with it passed the gate; never FP16.
 
 FP16 is planned whether or not INT8 ran. Only non-FP32 entries are written: a graph a plan does
 not name runs FP32.

@@ -350,8 +350,9 @@ class Manifest:
         """The variant a backend `target` runs for `graph` when the user asked for `requested`.
 
         "auto" follows `auto_precision[target]` (fp32 where it names nothing). "int8" means the
-        INT8 flavour this target prefers (auto's choice when it chose one, else the symmetric
-        `int8` graph). "fp32" and "fp16" are exact. An explicit precision the graph lacks is a
+        INT8 flavour this target prefers (auto's choice when it chose one, else `int8-cpu` on a
+        CPU target where the graph has it, else the symmetric `int8` graph).
+        "fp32" and "fp16" are exact. An explicit precision the graph lacks is a
         ManifestError: nothing falls back quietly (auto is the request that mixes precisions).
         """
         if requested not in REQUESTED_PRECISIONS:
@@ -370,6 +371,10 @@ class Manifest:
         if requested == "int8":
             if planned.startswith("int8"):
                 return planned
+            # On a CPU the uint8-activation flavour is the one made for it (the symmetric `int8`
+            # is TensorRT's, FP16 between its convolutions where made from the FP16 graph).
+            if target.endswith("/cpu") and "int8-cpu" in variants:
+                return "int8-cpu"
             return "int8" if "int8" in variants else None
         return requested if requested in variants else None
 

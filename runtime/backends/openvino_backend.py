@@ -13,10 +13,11 @@ Precision: OpenVINO's CPU plugin runs FP32 graphs in bf16 or f16 on CPUs that ha
 told otherwise, so every graph is compiled with INFERENCE_PRECISION_HINT f32: an fp32 graph
 runs at FP32, an fp16 variant file runs its FP16 weights at FP32, and an INT8 (Q/DQ) file runs
 its quantized operators in INT8 and the rest at FP32. Which variant runs is the manifest's
-choice for the `openvino/cpu` target (Manifest.precision_for), as on every backend, except that
-`int8` without a plan for this target runs a graph's `int8-cpu` flavour (uint8 activations)
-where it has one: on OpenVINO's x86 CPU plugin the symmetric `int8` flavour came out about 10x
-further from FP32 than on ONNX Runtime, `int8-cpu` as close (docs/BENCHMARKS.md).
+choice for the `openvino/cpu` target (Manifest.precision_for), as on every backend: `int8`
+without a plan runs a graph's `int8-cpu` flavour (uint8 activations) where it has one, as on
+every CPU target. That matters more here: on OpenVINO's x86 CPU plugin the symmetric `int8`
+flavour came out about 10x further from FP32 than on ONNX Runtime, `int8-cpu` as close
+(docs/BENCHMARKS.md).
 
 Threads: `threads` sets INFERENCE_NUM_THREADS; left unset, OpenVINO uses one thread per
 physical core, like ONNX Runtime's intra-op default here. One stream and the latency hint keep
@@ -81,13 +82,6 @@ class OpenVinoBackend(Backend):
             import openvino  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailable("openvino is not installed (pip install openvino)") from exc
-
-    def graph_precision(self, graph: str) -> str:
-        chosen = super().graph_precision(graph)
-        planned = self.manifest.auto_precision.get(self.target, {}).get(graph, "").startswith("int8")
-        if chosen == "int8" and not planned and "int8-cpu" in self.manifest.graph(graph).variants:
-            return "int8-cpu"
-        return chosen
 
     def _config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
