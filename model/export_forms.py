@@ -1,8 +1,8 @@
 """Inference forms of the OCFormer blocks that export to CPU-friendlier graphs, from the same weights.
 
-Training keeps the forms of model/ocformer.py; the export writes these (docs/EXPORT.md, "Graph
-forms"). Each is the same function up to float rounding, checked by the export's parity check
-against the unchanged model:
+Training keeps the forms of model/ocformer.py; the export writes those in `KEPT_FORMS`
+(docs/BENCHMARKS.md, "CPU-shaped graphs"). Each is the same function up to float rounding,
+checked by the export's parity check against the unchanged model:
 
 - `split_projections`: `chunk()` of one convolution's output into q/k/v (attention) or
   gate/value (feed-forward) exports as Slice nodes whose start and end are computed at run time,
