@@ -35,7 +35,7 @@ from model.complexity import inference_gmac
 from runtime import cli
 from runtime.bench.environment import cpu_name
 from runtime.bench.measure import synthetic_frame
-from runtime.errors import InputError, ManifestError, UnfoldError, report_error
+from runtime.errors import InputError, ManifestError
 from runtime.manifest import load_manifest, sha256_file
 from runtime.pipeline import Pipeline, sampler_noise
 from runtime.shipped import SHIPPED_CHECKPOINT
@@ -206,16 +206,13 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def measure() -> dict[str, Any]:
         if args.repeats < 1 or args.frames < 1 or args.sgemm_size < 1:
             raise InputError("--repeats, --frames and --sgemm-size must be >= 1")
-        result = run(args)
-        if args.json:
-            cli.write_json_report(args.json, result)
-    except UnfoldError as exc:
-        return report_error(exc, args.verbose)
-    print(report(result))
-    return 0
+        return run(args)
+
+    return cli.measure_and_report(measure, report, args.json, args.verbose)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from model.unfoldldm import UnfoldLDM
 from runtime import cli
 from runtime.bench.environment import cpu_name
 from runtime.bench.measure import synthetic_frame
-from runtime.errors import BackendUnavailable, UnfoldError, report_error
+from runtime.errors import BackendUnavailable
 from runtime.manifest import Manifest, load_manifest
 from runtime.pipeline import Pipeline
 
@@ -158,14 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbose)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    try:
-        result = run(args)
-        if args.json:
-            cli.write_json_report(args.json, result)
-    except UnfoldError as exc:
-        return report_error(exc, args.verbose)
-    print(report(result))
-    return 0
+    return cli.measure_and_report(lambda: run(args), report, args.json, args.verbose)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from export.onnx_export import export_onnx, plan_graphs, sample_inputs
 from model.checkpoint import load_model
 from model.export_forms import FORMS, export_form
 from runtime import cli
-from runtime.errors import ExportError, UnfoldError, report_error
+from runtime.errors import ExportError
 from runtime.shipped import SHIPPED_CHECKPOINT
 
 GRAPH = "stage1_prox"
@@ -167,14 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbose)
-    try:
-        result = run(args)
-        if args.json:
-            cli.write_json_report(args.json, result)
-    except UnfoldError as exc:
-        return report_error(exc, args.verbose)
-    print(report(result))
-    return 0
+    return cli.measure_and_report(lambda: run(args), report, args.json, args.verbose)
 
 
 if __name__ == "__main__":

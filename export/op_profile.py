@@ -30,7 +30,7 @@ from typing import Any
 from calibration.replay import GraphFeeds, replay
 from runtime import cli
 from runtime.bench.measure import synthetic_frame
-from runtime.errors import BackendUnavailable, UnfoldError, report_error
+from runtime.errors import BackendUnavailable
 from runtime.manifest import Manifest, load_manifest
 
 BACKENDS = ("onnxruntime", "openvino")
@@ -177,16 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbose)
-    try:
+
+    def measure() -> dict[str, Any]:
         cli.require_export(args.artifacts)
         manifest = load_manifest(args.artifacts)
-        result = profile(manifest, args.size, args.backends, args.repeats, args.threads, not args.quiet)
-        if args.json:
-            cli.write_json_report(args.json, result)
-    except UnfoldError as exc:
-        return report_error(exc, args.verbose)
-    print(report(result, args.top))
-    return 0
+        return profile(manifest, args.size, args.backends, args.repeats, args.threads, not args.quiet)
+
+    return cli.measure_and_report(measure, lambda result: report(result, args.top), args.json, args.verbose)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 from runtime.atomic_io import atomic_write_bytes
 from runtime.backends.options import describe_options, parse_backend_option
 from runtime.cli_sizes import frame_size
-from runtime.errors import InputError, ManifestError
+from runtime.errors import InputError, ManifestError, UnfoldError, report_error
 from runtime.manifest import MANIFEST_NAME
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,6 +164,24 @@ def options_setting(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- reports
+
+
+def measure_and_report(
+    measure: Callable[[], Mapping[str, Any]],
+    report: Callable[[Mapping[str, Any]], str],
+    json_path: Path | None,
+    verbose: bool,
+) -> int:
+    """A measuring tool's main body: run `measure`, write its result as JSON where asked, print
+    `report(result)`; exit status 0, or 1 with one line (a traceback under -v) on an UnfoldError."""
+    try:
+        result = measure()
+        if json_path:
+            write_json_report(json_path, result)
+    except UnfoldError as exc:
+        return report_error(exc, verbose)
+    print(report(result))
+    return 0
 
 
 def write_json_report(path: Path, result: Mapping[str, Any]) -> None:
