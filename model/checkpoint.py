@@ -138,6 +138,19 @@ def check_state_dict(path: Path, config: ModelConfig, state: dict[str, torch.Ten
             )
 
 
+def release_copy(ckpt: Checkpoint) -> Checkpoint:
+    """What is shipped from a training checkpoint: its EMA weights as the model, nothing to resume
+    with (no optimizer state, no raw weights), the config, step and notes kept (docs/MODEL_CARD.md)."""
+    return Checkpoint(
+        config=ckpt.config,
+        model=ckpt.inference_weights(),
+        phase=ckpt.phase,
+        step=ckpt.step,
+        interim=ckpt.interim,
+        notes=dict(ckpt.notes),
+    )
+
+
 def load_model(path: str | os.PathLike[str]) -> tuple[UnfoldLDM, Checkpoint]:
     """The inference model (EMA weights), in eval mode, and the checkpoint it came from."""
     ckpt = load_checkpoint(path)

@@ -17,7 +17,7 @@ from runtime.errors import CheckpointError
 from runtime.manifest import sha256_file
 
 SHIPPED_CHECKPOINT = REPO / "model" / "weights" / "edge.pt"
-SHIPPED_SHA256 = "b0e57a63566c91649216320c6387c6b03b1c0f6dd0f743ded95576d6f6d9a735"
+SHIPPED_SHA256 = "bb389295fa33287b16cb9ee708ac3d525384666bfa37450815ea97612e2024a5"
 
 
 def is_shipped_path(path: str | os.PathLike[str]) -> bool:
