@@ -2,12 +2,14 @@
 
 Prints a PSNR/SSIM table per folder (degraded input, OpenCV non-local means at its best strength,
 UnfoldLDM), writes them to one CSV and saves a side-by-side image grid per folder, plus a grid of
-real degraded photos that have no ground truth. With --artifacts the exported ONNX Runtime
-pipeline scores the same inputs too, and the largest PyTorch/ONNX Runtime gap is printed.
+real degraded photos that have no ground truth. With --artifacts the exported FP32 pipeline
+scores the same inputs too, in ONNX Runtime and/or OpenVINO (--backends), and the largest gap
+between PyTorch and each runtime is printed.
 
     python model/evaluate.py                                   # shipped model, CBSD68 + McMaster + Set14
     python model/evaluate.py --data ../shared/data/val/CBSD68 --cases noise25 --limit 8
     python model/evaluate.py --artifacts artifacts/edge        # PyTorch and ONNX Runtime side by side
+    python model/evaluate.py --artifacts artifacts/edge --backends onnxruntime openvino
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ DEFAULT_SETS = [DEFAULT_DATA / "val" / name for name in ("CBSD68", "McMaster", "
 DEFAULT_REAL = [DEFAULT_DATA / "val" / name for name in ("RNI15", "real_blur_misc")]
 # The cases of the README's quality table; motion_blur and downup2 stay available with --cases.
 DEFAULT_CASES = ["noise15", "noise25", "noise50", "gauss_blur", "jpeg20", "mixed"]
+# The runtimes --artifacts can score, with the name their gap to PyTorch is printed under.
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--artifacts",
         type=Path,
-        help="also score the exported FP32 ONNX Runtime pipeline in this artifacts folder (it must come from "
-        "--checkpoint) and print the largest PSNR gap to PyTorch",
+        help="also score the exported FP32 pipeline in this artifacts folder (it must come from --checkpoint) "
+        "on each of --backends, and print each one's largest PSNR gap to PyTorch",
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["onnxruntime"],
+        choices=RUNTIME_NAMES,
+        metavar="BACKEND",
+        help="CPU runtimes that run the --artifacts pipeline, from onnxruntime and openvino: the two a CPU "
+        "plan can pick (default: onnxruntime)",
     )
     p.add_argument(
         "--nlm-strengths",
@@ -117,13 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPO / "runs" / "eval",
         help="folder for results.csv, grid_<folder>.png and real_grid.png (default: runs/eval)",
     )
-    p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: their choice)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and the runtimes (default: their choice)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     return p
 
 
-def _open_artifacts(folder: Path, checkpoint: Path, threads: int | None) -> Pipeline:
-    pipeline = Pipeline.from_manifest(folder, backend="onnxruntime", precision="fp32", threads=threads)
+def _open_artifacts(folder: Path, checkpoint: Path, threads: int | None, backend: str) -> Pipeline:
+    pipeline = Pipeline.from_manifest(folder, backend=backend, precision="fp32", threads=threads)
     if pipeline.manifest.source.sha256 != sha256_file(checkpoint):
         pipeline.close()
         raise InputError(
@@ -133,10 +146,10 @@ def _open_artifacts(folder: Path, checkpoint: Path, threads: int | None) -> Pipe
     return pipeline
 
 
-def _restorers(model: UnfoldLDM, pipeline: Pipeline | None, stages: int | None) -> dict[str, Restorer]:
+def _restorers(model: UnfoldLDM, pipelines: dict[str, Pipeline], stages: int | None) -> dict[str, Restorer]:
     restorers: dict[str, Restorer] = {"unfoldldm": lambda lq: restore_array(model, lq, stages=stages)}
-    if pipeline is not None:
-        restorers["onnxruntime"] = lambda lq: pipeline.restore(lq, stages=stages)
+    for backend, pipeline in pipelines.items():
+        restorers[backend] = lambda lq, pipeline=pipeline: pipeline.restore(lq, stages=stages)
     return restorers
 
 
@@ -153,7 +166,7 @@ def _real_rows(
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    pipeline = None
+    pipelines: dict[str, Pipeline] = {}
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -164,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError(f"--real {folder}: no images found (give --real with no folder to skip the grid)")
         kernels = load_kernels(args.kernels) if args.kernels.is_dir() else []
         if args.artifacts is not None:
-            pipeline = _open_artifacts(args.artifacts, args.checkpoint, args.threads)
-        restorers = _restorers(model, pipeline, args.stages)
+            for backend in dict.fromkeys(args.backends):
+                pipelines[backend] = _open_artifacts(args.artifacts, args.checkpoint, args.threads, backend)
+        restorers = _restorers(model, pipelines, args.stages)
         label = " (INTERIM weights)" if ckpt.interim else ""
         print(f"{args.checkpoint.name}: {ckpt.config.name}, {ckpt.phase}, step {ckpt.step}{label}")
         results: dict[str, list[CaseResult]] = {}
@@ -176,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{name} ({len(images)} images)\n{format_table(results[name])}")
             write_grid(results[name], args.out / f"grid_{name}.png")
         write_csv(results, args.out / "results.csv")
-        if pipeline is not None:
-            gap = max(largest_gap_db(rows) for rows in results.values())
-            print(f"\nlargest |PyTorch - ONNX Runtime| mean PSNR gap over every folder and case: {gap:.4f} dB")
+        for backend in pipelines:
+            gap = max(largest_gap_db(rows, b=backend) for rows in results.values())
+            print(f"\nlargest |PyTorch - {RUNTIME_NAMES[backend]}| mean PSNR gap over every folder and case: {gap:.4f} dB")
         if args.real:
             rows = _real_rows(args.real, args.real_count, args.real_crop, restorers["unfoldldm"])
             write_real_grid(rows, args.out / "real_grid.png")
@@ -186,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except UnfoldError as exc:
         return report_error(exc, args.verbose, status=2)
     finally:
-        if pipeline is not None:
+        for pipeline in pipelines.values():
             pipeline.close()
     return 0
 

@@ -70,6 +70,26 @@ def test_evaluate_scores_the_exported_pipeline_beside_pytorch(
     assert printed == pytest.approx(max(gaps), abs=2e-4)  # the CSV keeps 4 decimals
 
 
+def test_evaluate_scores_openvino_beside_onnxruntime(
+    shared_data: Path, tmp_path: Path, export_tiny: Callable[..., Any]
+) -> None:
+    """Both CPU runtimes a plan can pick score the same inputs, each within 0.05 dB of PyTorch."""
+    pytest.importorskip("openvino")
+    exported = export_tiny()
+    result = _run(["--checkpoint", str(exported.checkpoint), "--artifacts", str(exported.artifacts),
+                   "--backends", "onnxruntime", "openvino", "--data", str(shared_data / "val" / "Set14"),
+                   "--limit", "1", "--crop", "40", "--cases", "noise25", "--nlm-strengths", "--real",
+                   "--out", str(tmp_path / "eval")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _rows(tmp_path / "eval" / "results.csv")
+    assert {m for _, m in rows} == {"input", "unfoldldm", "onnxruntime", "openvino"}
+    for backend, name in (("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO")):
+        gap = abs(float(rows[("noise25", "unfoldldm")]["psnr_db"]) - float(rows[("noise25", backend)]["psnr_db"]))
+        assert gap < 0.05, (backend, gap)
+        printed = float(result.stdout.split(f"|PyTorch - {name}| mean PSNR gap over every folder and case:")[1].split()[0])
+        assert printed == pytest.approx(gap, abs=2e-4)
+
+
 def test_evaluate_refuses_artifacts_from_another_checkpoint(
     shared_data: Path, tmp_path: Path, export_tiny: Callable[..., Any]
 ) -> None:
