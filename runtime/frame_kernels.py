@@ -7,7 +7,8 @@ reference of three per-frame steps (see native/include/unfoldldm_frame_kernels.h
   reflect-padded at the bottom and right (runtime/pixels.py `bgr_to_rgb_float`, then
   runtime/pixels.py `pad_nchw`);
 - the inverse: top-left crop, clip to [0, 1], times 255, round half to even, to 8 bits
-  (runtime/pixels.py `rgb_float_to_bgr8`); NaN becomes 0;
+  (runtime/pixels.py `rgb_float_to_bgr8`); NaN becomes 0, and on request the NaN and infinite
+  samples are counted (the NaN/Inf check of frames that leave the device as bytes);
 - overlap-add of tiles with the ramp mask and the final normalisation (runtime/tiling.py `Blender`).
 
 The C reference reproduces the NumPy path bit for bit (the tests check it). `load_frame_kernels()`
@@ -18,7 +19,8 @@ and `make_blender` use the NumPy/OpenCV path and one line is logged.
 On the device (device pointers as ints, a cudaStream_t handle as an int, in the primary context;
 the TensorRT and torch-CUDA backends call them through runtime/backends/device_frames.py):
 `kernels.u8_to_planar(Device.CUDA, src, stride, h, w, Layout.BGR, ScaleRule.MUL_RECIPROCAL, dst,
-DType.FP16, padded_h, padded_w, stream)` and `kernels.planar_to_u8(Device.CUDA, ...)`,
+DType.FP16, padded_h, padded_w, stream)` and `kernels.planar_to_u8(Device.CUDA, ...,
+nonfinite_count=address)`,
 `kernels.blend_clear/blend_add/blend_normalize(Device.CUDA, ...)`; all are asynchronous on `stream`.
 """
 
@@ -37,14 +39,14 @@ import cv2
 import numpy as np
 
 from runtime.errors import BackendUnavailable, InferenceError, InputError, ShapeError
-from runtime.pixels import bgr_to_rgb_float, pad_nchw, rgb_float_to_bgr8
+from runtime.pixels import ScaleRule, bgr8_to_rgb_float, pad_nchw, rgb_float_to_bgr8
 from runtime.tiling import Blender, Tile
 
 log = logging.getLogger(__name__)
 
 LIBRARY_ENV = "UNFOLDLDM_NATIVE_LIB"
 LIBRARY_NAME = "unfoldldm_frame_kernels"
-ABI_VERSION = 1  # UFK_ABI_VERSION in the header
+ABI_VERSION = 2  # UFK_ABI_VERSION in the header
 REPO_BUILD = Path(__file__).resolve().parents[1] / "build"
 
 
@@ -67,13 +69,6 @@ class Layout(IntEnum):
 class DType(IntEnum):
     FP32 = 0
     FP16 = 1
-
-
-class ScaleRule(IntEnum):
-    """How 8-bit samples become [0, 1]; they differ by one float32 ULP on 126 of 256 values."""
-
-    MUL_RECIPROCAL = 0  # x * float32(1/255): the video path (bgr_to_rgb_float)
-    DIVIDE = 1  # x / float32(255): still images (image_io)
 
 
 # Status codes of the C ABI (enum ufk_status) -> the exception each one becomes.
@@ -108,7 +103,7 @@ _SIGNATURES: dict[str, list[type]] = {
         _c_int,
         _c_ptr,
     ],
-    "ufk_planar_to_u8": [_c_int, _c_ptr, _c_int, _c_int, _c_int, _c_ptr, _c_i64, _c_int, _c_int, _c_int, _c_ptr],
+    "ufk_planar_to_u8": [_c_int, _c_ptr, _c_int, _c_int, _c_int, _c_ptr, _c_i64] + [_c_int] * 3 + [_c_ptr, _c_ptr],
     "ufk_blend_clear": [_c_int, _c_ptr, _c_ptr, _c_int, _c_int, _c_int, _c_int, _c_ptr],
     "ufk_blend_add": [_c_int, _c_ptr, _c_ptr] + [_c_int] * 5 + [_c_ptr, _c_int] + [_c_int] * 4 + [_c_ptr],
     "ufk_blend_normalize": [_c_int, _c_ptr, _c_ptr, _c_ptr] + [_c_int] * 4 + [_c_ptr],
@@ -213,9 +208,12 @@ class FrameKernels:
         width: int,
         layout: Layout,
         stream: int = 0,
+        nonfinite_count: int = 0,
     ) -> None:
+        """`nonfinite_count`: 0, or the address of an int64 set to the number of NaN or infinite
+        samples converted (read it after synchronising the stream on CUDA)."""
         status = self._lib.ufk_planar_to_u8(
-            device, src, dtype, src_height, src_width, dst, dst_stride, height, width, layout, stream
+            device, src, dtype, src_height, src_width, dst, dst_stride, height, width, layout, nonfinite_count, stream
         )
         self._check(status, "planar_to_u8")
 
@@ -356,11 +354,7 @@ def frame_to_planar_numpy(
     height, width = frame.shape[:2]
     if padded_height < height or padded_width < width:
         raise ShapeError(f"padded size {padded_width}x{padded_height} is smaller than the frame {width}x{height}")
-    bgr = _as_bgr(frame, layout)
-    if scale_rule is ScaleRule.MUL_RECIPROCAL:
-        rgb = bgr_to_rgb_float(bgr)
-    else:  # image_io._to_unit_float, then its BGR -> RGB
-        rgb = bgr[:, :, [2, 1, 0]].astype(np.float32) / np.float32(255.0)
+    rgb = bgr8_to_rgb_float(np.ascontiguousarray(_as_bgr(frame, layout)[:, :, :3]), scale_rule)
     planar = pad_nchw(np.ascontiguousarray(rgb.transpose(2, 0, 1))[None], padded_height, padded_width)[0]
     return np.ascontiguousarray(planar.astype(_NUMPY_DTYPES[code], copy=False))
 

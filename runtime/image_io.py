@@ -145,11 +145,23 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     path, a directory, an empty, corrupt or truncated file, or an unsupported sample type.
     """
     path = Path(path)
+    return image_from_pixels(path, read_pixels(path))
+
+
+def read_pixels(path: str | os.PathLike[str]) -> np.ndarray:
+    """The image at `path` as OpenCV decodes it (HxW grey, or HxWxC BGR, BGRA...; 8 or 16 bit),
+    checked as `read_image` checks it: for what can use the decoded bytes without a float copy
+    (8-bit restoration, `Pipeline.restore_bgr8`). `image_from_pixels` makes the `Image`."""
+    path = Path(path)
     data = _read_bytes(path)
     _check_complete(path, data)
     pixels = _decode(path, data)
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[:, :, 0]
+    return pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+
+
+def image_from_pixels(path: str | os.PathLike[str], pixels: np.ndarray) -> Image:
+    """The `Image` of pixels `read_pixels(path)` returned (`path` names the file in errors)."""
+    path = Path(path)
     values, bit_depth = _to_unit_float(path, pixels)
 
     alpha: np.ndarray | None = None
@@ -220,14 +232,15 @@ def check_output_format(path: str | os.PathLike[str], bit_depth: int = 8, alpha:
         raise InputError(f"{path}: {ext} cannot store an alpha channel (use .png, .tiff or .webp)")
 
 
-def _encode(path: Path, image: Image) -> bytes:
+def _encode(path: Path, pixels: np.ndarray) -> bytes:
+    """`pixels` in OpenCV's layout (grey, BGR or BGRA; 8 or 16 bit) as the bytes of `path`'s format."""
     ext = path.suffix.lower()
-    check_output_format(path, image.bit_depth, image.alpha is not None)
+    check_output_format(path, 16 if pixels.dtype == np.uint16 else 8, pixels.ndim == 3 and pixels.shape[2] == 4)
     params: list[int] = []
     if ext in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_WRITE_QUALITY]
     try:
-        ok, buffer = cv2.imencode(ext, _to_opencv_layout(image), params)
+        ok, buffer = cv2.imencode(ext, pixels, params)
     except cv2.error as exc:
         raise InputError(f"{path}: cannot be encoded ({str(exc).strip().splitlines()[-1]})") from exc
     if not ok:
@@ -283,8 +296,19 @@ def write_image(path: str | os.PathLike[str], image: Image) -> None:
     cannot hold the bit depth or alpha, a missing output folder or an I/O failure.
     """
     path = Path(path)
-    data = _encode(path, image)
-    _write_atomically(path, data)
+    _write_atomically(path, _encode(path, _to_opencv_layout(image)))
+
+
+def write_pixels(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
+    """Write `pixels`, already in OpenCV's layout (HxW grey, HxWx3 BGR or HxWx4 BGRA; uint8 or
+    uint16), as they are: what `write_image` does once it has quantised an `Image` into that
+    layout. Atomic, with `write_image`'s errors."""
+    path = Path(path)
+    if pixels.dtype not in (np.uint8, np.uint16) or not (
+        pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))
+    ):
+        raise InputError(f"{path}: cannot write {pixels.dtype} pixels of shape {pixels.shape} (need 8 or 16 bit)")
+    _write_atomically(path, _encode(path, pixels))
 
 
 # --------------------------------------------------------------------------- folders

@@ -7,7 +7,12 @@ the image itself (16-bit samples, an alpha channel) is checked as soon as it is 
 before it is restored (`runtime.image_io.check_output_format`).
 
 `restore_image_file` is the one way an image file becomes a restored file, for
-runtime/restore.py and runtime/batch.py alike, so both write the same bytes.
+runtime/restore.py and runtime/batch.py alike, so both write the same bytes. An 8-bit colour
+image (BGR, or BGRA whose alpha passes through) is restored from its decoded bytes
+(`Pipeline.restore_bgr8`, scaled as still images are read): on a CUDA backend with the native
+frame kernels it crosses to the device and back as bytes, elsewhere it takes the float path
+inside `restore_bgr8`, and the file is the same bytes either way. Grey, 16-bit and other images
+take the float path (`Pipeline.restore`), which keeps their channels and bit depth.
 """
 
 from __future__ import annotations
@@ -15,10 +20,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from runtime.errors import InputError
-from runtime.image_io import Image, check_output_folder, check_output_format, list_images, read_image, write_image
+from runtime.image_io import (
+    Image,
+    check_output_folder,
+    check_output_format,
+    image_from_pixels,
+    list_images,
+    read_pixels,
+    write_image,
+    write_pixels,
+)
 from runtime.memory_plan import TilePlan
 from runtime.pipeline import Pipeline, Progress
+from runtime.pixels import ScaleRule
+
+# on_plan(width, height, plan): told how an image will run, before it is restored.
+PlanCallback = Callable[[int, int, TilePlan], None]
 
 
 def image_jobs(source: Path, output: Path, overwrite: bool = False) -> list[tuple[Path, Path]]:
@@ -76,17 +96,40 @@ def restore_image_file(
     pipeline: Pipeline,
     source: Path,
     target: Path,
-    on_plan: Callable[[Image, TilePlan], None] | None = None,
+    on_plan: PlanCallback | None = None,
     progress: Progress | None = None,
 ) -> TilePlan:
     """Read `source`, check `target` can hold it, restore it and write it atomically, at its own
-    bit depth, channels and alpha; the tile plan it ran with. `on_plan(image, plan)` is called
-    before the restoration starts. InputError, ShapeError or InferenceError for this image."""
-    image = read_image(source)
-    check_output_format(target, image.bit_depth, image.alpha is not None)
-    plan = pipeline.tile_plan(image.height, image.width)
+    bit depth, channels and alpha; the tile plan it ran with. `on_plan(width, height, plan)` is
+    called before the restoration starts. InputError, ShapeError or InferenceError for this image."""
+    pixels = read_pixels(source)
+    image = None if _is_8bit_colour(pixels) else image_from_pixels(source, pixels)  # checks the sample type
+    if image is None:
+        check_output_format(target, 8, alpha=pixels.shape[2] == 4)
+    else:
+        check_output_format(target, image.bit_depth, image.alpha is not None)
+    height, width = pixels.shape[:2]
+    plan = pipeline.tile_plan(height, width)
     if on_plan is not None:
-        on_plan(image, plan)
-    restored = pipeline.restore(image.rgb, progress=progress)
-    write_image(target, Image(rgb=restored, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey))
+        on_plan(width, height, plan)
+    if image is None:
+        write_pixels(target, _restored_8bit_colour(pipeline, pixels, progress))
+    else:
+        restored = pipeline.restore(image.rgb, progress=progress)
+        write_image(target, Image(rgb=restored, alpha=image.alpha, bit_depth=image.bit_depth, grey=image.grey))
     return plan
+
+
+def _is_8bit_colour(pixels: np.ndarray) -> bool:
+    """Whether decoded pixels are 8-bit BGR or BGRA: those are restored from their bytes."""
+    return pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] in (3, 4)
+
+
+def _restored_8bit_colour(pipeline: Pipeline, pixels: np.ndarray, progress: Progress | None) -> np.ndarray:
+    """8-bit BGR(A) pixels restored as 8-bit BGR(A), alpha passed through: the bytes the float path
+    writes (its alpha, x / 255 quantised back, is x again; its colour is `restore_bgr8`'s NumPy path)."""
+    bgr = np.ascontiguousarray(pixels[:, :, :3])
+    restored = pipeline.restore_bgr8(bgr, progress=progress, scale_rule=ScaleRule.DIVIDE)
+    if pixels.shape[2] == 3:
+        return restored
+    return np.concatenate([restored, pixels[:, :, 3:]], axis=2)

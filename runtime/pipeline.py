@@ -9,8 +9,9 @@ Per stage k (from the manifest's stage plan), with x_0 = y::
 Padding to the model multiple (reflect, bottom and right) and cropping back happen here,
 outside the graphs: in NumPy on the host, or, when the backend offers the native frame kernels
 on its CUDA device (`Backend.device_frames()`, `runtime/backends/device_frames.py`), on the
-device: `restore_bgr8` then moves 8-bit frames both ways and converts them there, and tiles are
-cut and blended there (`frame_work` says which path runs). The sampler's starting noise is
+device: `restore_bgr8` then moves 8-bit frames both ways and converts them there (the video loop,
+image restoration and the benchmarks hand it the 8-bit frames they decode), and tiles are cut
+and blended there (`frame_work` says which path runs). The sampler's starting noise is
 drawn once, on the host, by the rule the manifest records (`NOISE_RULE`), and broadcast over the
 batch.
 
@@ -49,7 +50,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ from runtime.backends.select import candidate_order, open_backend
 from runtime.errors import BackendUnavailable, InferenceError, InputError, ShapeError
 from runtime.manifest import Manifest, Stage, load_manifest
 from runtime.memory_plan import DEFAULT_MAX_MEMORY, TilePlan, plan_tiles_for_budget
-from runtime.pixels import bgr_to_rgb_float, pad_nchw, rgb_float_to_bgr8
+from runtime.pixels import ScaleRule, bgr8_to_rgb_float, pad_nchw, rgb_float_to_bgr8
 from runtime.prior_cache import PriorCache
 from runtime.tiling import Blender, Tile, check_tiling, plan_tiles
 
@@ -303,23 +304,30 @@ class Pipeline:
         stages: int | None = None,
         prior_cache: PriorCache | None = None,
         progress: Progress | None = None,
+        scale_rule: ScaleRule = ScaleRule.MUL_RECIPROCAL,
     ) -> np.ndarray:
         """Restore one 8-bit BGR frame (HxWx3 uint8, as OpenCV decodes it); returns the same.
 
         With the native frame kernels on a CUDA backend (`frame_work` says which) the frame
         crosses to the device as bytes and is converted, padded, tiled, blended, cropped and
         quantised there, with one wait per frame (`runtime/backends/device_frames.py`).
-        Elsewhere it takes the NumPy path, `rgb_float_to_bgr8(restore(bgr_to_rgb_float(frame)))`,
-        which the kernels reproduce bit for bit (tests/runtime/test_frame_kernels.py). On the
-        device path a NaN or Inf in the output becomes 0 or 255 unseen (the NaN/Inf check of
-        TensorRT's downloads reads floats; 8-bit pixels cannot hold one).
+        Elsewhere it takes the NumPy path, `rgb_float_to_bgr8(restore(bgr8_to_rgb_float(frame,
+        scale_rule)))`, which the kernels reproduce bit for bit (tests/runtime/test_frame_kernels.py).
+        `scale_rule`: how the samples become [0, 1], as the frame's float copy would have been made
+        (`runtime/pixels.py`): the video path's multiplication (the default) or still images'
+        division (`ScaleRule.DIVIDE`). NaN/Inf: where the backend checks its outputs (TensorRT's
+        `check_finite`, on by default), the device path raises the InferenceError TensorRT's float
+        downloads raise when the restored frame holds NaN or Inf: the kernel that makes the bytes
+        counts them, and the count comes back in the frame's one wait. Unchecked, NaN becomes 0
+        and Inf 0 or 255.
         `stages`, `prior_cache` and `progress` as in `restore`."""
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise InputError(f"expected an 8-bit HxWx3 BGR frame, got {got}")
         frames = self.backend.device_frames()
         if frames is None:
-            return rgb_float_to_bgr8(self.restore(bgr_to_rgb_float(frame), stages, prior_cache, progress))
+            rgb = bgr8_to_rgb_float(frame, scale_rule)
+            return rgb_float_to_bgr8(self.restore(rgb, stages, prior_cache, progress))
         plan = self._stage_plan(stages)
         h, w = frame.shape[:2]
         height, width = padded_size(h, w, self.manifest.pad_multiple, self.manifest.min_size)
@@ -330,33 +338,33 @@ class Pipeline:
         if prior_cache is None and tile is None:
 
             def body(inputs: dict[str, Any]) -> dict[str, Any]:
-                y = frames.to_planar(inputs["bgr8"], height, width)
-                return {"bgr8": frames.to_bgr8(self._stage_loop(y, 1, plan, None, None, None), h, w)}
+                y = frames.to_planar(inputs["bgr8"], height, width, scale_rule)
+                return frames.bgr8_outputs(self._stage_loop(y, 1, plan, None, None, None), h, w)
 
-            captured = self._run_captured({"bgr8": frame}, len(plan), body)
+            captured = self._run_captured({"bgr8": frame}, len(plan), body, variant=scale_rule)
             if captured is not None:
                 if progress is not None:
                     progress(total, total)
-                return captured["bgr8"]
+                return frames.bgr8_result(captured)
         cached, fetched = None, None
         if prior_cache is not None:
             # The cache's scene test reads the padded frame on the host: the C reference makes it,
             # bit for bit the frame the NumPy path would look up.
-            padded = frames.planar_on_host(frame, height, width)[None]
+            padded = frames.planar_on_host(frame, height, width, scale_rule)[None]
             cached = prior_cache.lookup(padded, [s.stage for s in plan if s.prior is not None])
             fetched = {}
-        y = frames.planar_from_bgr8(frame, height, width)
+        y = frames.planar_from_bgr8(frame, height, width, scale_rule)
         if tile is None:
             x = self._stage_loop(y, 1, plan, cached, fetched, None)
         else:
             x = self._tiled_on_device(frames, y, (1, 3, height, width), plan, cached, fetched, tile)
-        out = frames.bgr8_from_planar(x, h, w)
+        out = frames.fetch_bgr8(x, h, w)
         del x, y
         self.backend.finish()
         _store_priors(prior_cache, fetched)
         if progress is not None:
             progress(total, total)
-        return out.copy()  # the page-locked buffer is written again by the next frame
+        return out.get()  # a copy: the page-locked buffer is written again by the next frame
 
     @property
     def launches(self) -> str:
@@ -394,15 +402,20 @@ class Pipeline:
         return x
 
     def _run_captured(
-        self, inputs: dict[str, np.ndarray], depth: int, body: Callable[[dict[str, Any]], dict[str, Any]]
+        self,
+        inputs: dict[str, np.ndarray],
+        depth: int,
+        body: Callable[[dict[str, Any]], dict[str, Any]],
+        variant: Hashable = None,
     ) -> dict[str, np.ndarray] | None:
         """`body` (device inputs -> device outputs) replayed as one CUDA graph, captured on the
-        first frame of these input shapes and this depth; or None: plain launches, with the
-        reason in `launches` (logged once per shape)."""
+        first frame of these input shapes, this depth and this `variant` (whatever else `body`
+        bakes into the graph, e.g. the scale rule of 8-bit frames); or None: plain launches, with
+        the reason in `launches` (logged once per shape)."""
         if not self.cuda_graphs or self.backend.device != "cuda":
             self._launches = "plain launches (CUDA graphs off)" if not self.cuda_graphs else "plain launches (CPU)"
             return None
-        key = (tuple((name, a.shape, a.dtype.str) for name, a in sorted(inputs.items())), depth)
+        key = (tuple((name, a.shape, a.dtype.str) for name, a in sorted(inputs.items())), depth, variant)
         if key not in self._frame_graphs:
             try:
                 self._frame_graphs[key] = self.backend.frame_graph(body, inputs)

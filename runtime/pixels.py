@@ -4,14 +4,29 @@ Core runtime: the video sources and sinks, the pipeline and the native frame ker
 reference all use these, so they live outside runtime/video/ (the core imports nothing of it).
 `pad_nchw` is the pipeline's padding to the model multiple, here so that `runtime/frame_kernels.py`
 reaches it without importing the pipeline (which runs the kernels).
+
+8-bit samples become [0, 1] by one of two rules (`ScaleRule`), which differ by one float32 ULP on
+126 of the 256 values: video frames are multiplied by float32(1/255) (`bgr_to_rgb_float`), still
+images are divided by 255 (`runtime/image_io.py`). An 8-bit frame restored without a float copy
+(`Pipeline.restore_bgr8`) names the rule its float copy would have had, so that the restored bytes
+are the same either way.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
 
 import cv2
 import numpy as np
 
 from runtime.errors import InputError
+
+
+class ScaleRule(IntEnum):
+    """How 8-bit samples become [0, 1] (the values are the native frame kernels' codes)."""
+
+    MUL_RECIPROCAL = 0  # x * float32(1/255): the video path (bgr_to_rgb_float)
+    DIVIDE = 1  # x / float32(255): still images (image_io)
 
 
 def bgr_to_rgb_float(pixels: np.ndarray) -> np.ndarray:
@@ -33,6 +48,29 @@ def bgr_to_rgb_float(pixels: np.ndarray) -> np.ndarray:
     out = rgb.astype(np.float32)
     out *= scale
     return out
+
+
+def bgr8_to_rgb_float(frame: np.ndarray, scale_rule: ScaleRule = ScaleRule.MUL_RECIPROCAL) -> np.ndarray:
+    """An 8-bit BGR frame (HxWx3 uint8) as float32 RGB in [0, 1], scaled by `scale_rule`:
+    `bgr_to_rgb_float`'s multiplication, or the division `runtime/image_io.py` reads images with."""
+    if scale_rule is ScaleRule.MUL_RECIPROCAL:
+        return bgr_to_rgb_float(frame)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB).astype(np.float32) / np.float32(255.0)
+
+
+def as_bgr8(pixels: np.ndarray) -> np.ndarray | None:
+    """8-bit pixels as OpenCV decodes them (grey, BGR or BGRA) as a contiguous HxWx3 BGR frame, with
+    the float values `bgr_to_rgb_float` would give them (grey is repeated, alpha dropped); None for
+    other sample types (16-bit), which keep the float path."""
+    if pixels.dtype != np.uint8:
+        return None
+    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 1):
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return np.ascontiguousarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR)
+    return None
 
 
 def rgb_float_to_bgr8(rgb: np.ndarray) -> np.ndarray:

@@ -46,7 +46,6 @@ from tqdm import tqdm
 from runtime import cli, cli_restore
 from runtime.cli import DEFAULT_ARTIFACTS
 from runtime.errors import InferenceError, InputError, ShapeError, UnfoldError, report_error
-from runtime.image_io import Image
 from runtime.image_jobs import image_jobs, make_output_folder, restore_image_file
 from runtime.memory_plan import TilePlan, describe_plan
 from runtime.pipeline import Pipeline
@@ -207,10 +206,10 @@ class _FrameProgress:
 def _restore_file(pipeline: Pipeline, source: Path, target: Path, args: argparse.Namespace, said: set) -> TilePlan:
     """Read, check the output can hold it, restore and write one image; the plan it ran with."""
 
-    def say_plan(image: Image, plan: TilePlan) -> None:
-        line = describe_plan(plan, image.width, image.height, args.max_memory)
-        if line and not args.quiet and (image.width, image.height) not in said:
-            said.add((image.width, image.height))  # once per size in a folder, not per image
+    def say_plan(width: int, height: int, plan: TilePlan) -> None:
+        line = describe_plan(plan, width, height, args.max_memory)
+        if line and not args.quiet and (width, height) not in said:
+            said.add((width, height))  # once per size in a folder, not per image
             tqdm.write(f"{source.name}: {line}", file=sys.stderr)
 
     progress = _FrameProgress(source.name, not args.quiet)

@@ -7,10 +7,12 @@ The clip (a folder of frames or a video file; default the real Vid4 'walk' clip 
 ../shared/data/video/) is centre-cropped to --size and encoded to a temporary video file
 (--container). Then, on the same decoded frames:
 
-- pure inference: `pipeline.restore` on frames decoded beforehand, one after the other;
+- pure inference: the 8-bit frames decoded beforehand, restored one after the other as the video
+  loop restores them (`FrameRestorer`: `pipeline.restore_bgr8`, so on a CUDA backend with the
+  native frame kernels the colour conversion runs on the device);
 - video: that file in, restored, a video file out, through the three-thread loop
-  (`run_video`) with decoding, colour conversion and encoding included, timed from opening the
-  input to the finished output file.
+  (`run_video`, the same `FrameRestorer`) with decoding and encoding included, timed from opening
+  the input to the finished output file.
 
 Both come after --warmup frames of warm-up, and the ratio video fps / inference fps is printed
 (the goal is at least 0.9: the loop should hide decoding and encoding behind inference). With
@@ -42,8 +44,9 @@ from runtime.image_io import centre_crop
 from runtime.manifest import REQUESTED_PRECISIONS
 from runtime.pipeline import Pipeline
 from runtime.video.loop import run_video
+from runtime.video.restore_video import FrameRestorer
 from runtime.video.sinks import FOURCC_BY_EXTENSION, VideoFileSink
-from runtime.video.sources import open_source
+from runtime.video.sources import Frame, open_source
 
 DEFAULT_CLIP = cli.DEFAULT_DATA / "video" / "vid4_walk"
 GOAL_RATIO = 0.9
@@ -113,21 +116,30 @@ def encode(frames: list[np.ndarray], path: Path, fps: float) -> float:
     return time.perf_counter() - started
 
 
-def decode(path: Path) -> tuple[list[np.ndarray], float]:
-    """Every frame of the video file `path`, and the seconds decoding took."""
+def decode(path: Path) -> tuple[list[Frame], float]:
+    """Every frame of the video file `path` as the source delivers it (8-bit BGR), and the seconds
+    decoding took."""
     started = time.perf_counter()
     with open_source(path) as source:
-        frames = [frame.rgb for frame in source]
+        frames = list(source)
     return frames, time.perf_counter() - started
 
 
-def time_inference(pipeline: Pipeline, frames: list[np.ndarray], progress: bool) -> dict[str, Any]:
-    """Pure inference: `pipeline.restore` on frames already in memory."""
+def restore_as_the_loop_does(restorer: FrameRestorer, frame: Frame) -> np.ndarray:
+    """`frame` restored as `run_video` restores it: from its 8-bit BGR pixels where it has them."""
+    if frame.bgr8 is not None:
+        return restorer.process_bgr8(frame.bgr8, frame.scale_rule)
+    return restorer(frame.rgb)
+
+
+def time_inference(pipeline: Pipeline, frames: list[Frame], progress: bool) -> dict[str, Any]:
+    """Pure inference: the frames, already in memory, restored as the video loop restores them."""
+    restorer = FrameRestorer(pipeline)
     per_frame = []
     started = time.perf_counter()
-    for rgb in tqdm(frames, desc="inference", unit="frame", disable=not progress, leave=False):
+    for frame in tqdm(frames, desc="inference", unit="frame", disable=not progress, leave=False):
         t0 = time.perf_counter()
-        pipeline.restore(rgb)
+        restore_as_the_loop_does(restorer, frame)
         per_frame.append(time.perf_counter() - t0)
     wall = time.perf_counter() - started
     return {"frames": len(frames), "seconds": wall, "fps": len(frames) / wall, "latency": summarize(per_frame)}
@@ -140,7 +152,7 @@ def time_video(
     started = time.perf_counter()
     source = open_source(source_path)
     sink = VideoFileSink(out_path, source.fps, source.size)
-    summary = run_video(source, pipeline.restore, [sink], queue_size=queue_size, progress=progress)
+    summary = run_video(source, FrameRestorer(pipeline), [sink], queue_size=queue_size, progress=progress)
     wall = time.perf_counter() - started
     if summary.frames_out != summary.frames_in or summary.decode_errors:
         raise InputError(f"{source_path}: the video run restored {summary.frames_out} of {summary.frames_in} frames")
@@ -166,7 +178,7 @@ def measure(args: argparse.Namespace, pipeline: Pipeline, work: Path) -> dict[st
     if len(decoded) != len(clip):
         raise InputError(f"{source_path}: {len(decoded)} frames decoded, {len(clip)} encoded")
     for _ in range(args.warmup):
-        pipeline.restore(decoded[0])
+        restore_as_the_loop_does(FrameRestorer(pipeline), decoded[0])
     progress = not args.quiet
     inference_runs, video_runs = [], []
     for round_index in range(args.rounds):
@@ -191,6 +203,7 @@ def measure(args: argparse.Namespace, pipeline: Pipeline, work: Path) -> dict[st
             "backend": pipeline.backend.name,
             "device": pipeline.backend.device,
             "precision": args.precision,
+            "frame_work": pipeline.frame_work,
             "warmup": args.warmup,
             "rounds": args.rounds,
             "queue_size": args.queue_size,

@@ -7,7 +7,9 @@
  *   ufk_planar_to_u8   the inverse: planar RGB FP32/FP16 (3, H, W), top-left crop of h x w, clamp
  *                      to [0, 1], times 255 in float32, round half to even (np.rint), to 8-bit
  *                      interleaved BGR/RGB/BGRA/RGBA (alpha 255): runtime/video/sinks.py
- *                      rgb_float_to_bgr8 and runtime/image_io.py _quantize. NaN becomes 0.
+ *                      rgb_float_to_bgr8 and runtime/image_io.py _quantize. NaN becomes 0; on
+ *                      request it also counts the NaN and infinite samples it converted (the
+ *                      NaN/Inf check of frames that leave the device as bytes, docs/GPU.md).
  *   ufk_blend_*        overlap-add of tiles with the linear-ramp weight mask and the final division
  *                      by the summed weights: runtime/tiling.py Blender, same float32 operations in
  *                      the same order (no fused multiply-add), so results are bit-identical.
@@ -35,7 +37,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or the meaning of an argument changes; Python checks it. */
-#define UFK_ABI_VERSION 1
+#define UFK_ABI_VERSION 2
 
 enum ufk_status {
     UFK_OK = 0,
@@ -85,9 +87,14 @@ UFK_API int ufk_u8_to_planar(int device, const uint8_t *src, int64_t src_stride,
 
 /* src: planar (3, src_height, src_width) of dtype, contiguous, channel 0 is R.
  * dst: height rows of width pixels (height <= src_height, width <= src_width: the top-left
- * crop), row r at dst + r * dst_stride bytes. */
+ * crop), row r at dst + r * dst_stride bytes.
+ * nonfinite_count: NULL, or one int64 (host memory for the CPU, device memory for CUDA) that the
+ * call sets to the number of NaN or infinite samples among the 3 * height * width it converts
+ * (the crop only). CUDA zeroes it and counts on `stream`, so read it after synchronising; the
+ * samples are still converted (NaN to 0, infinities to 0 or 255). */
 UFK_API int ufk_planar_to_u8(int device, const void *src, int dtype, int src_height, int src_width, uint8_t *dst,
-                             int64_t dst_stride, int height, int width, int layout, void *stream);
+                             int64_t dst_stride, int height, int width, int layout, int64_t *nonfinite_count,
+                             void *stream);
 
 /* Set total (batch, channels, height, width) and weight (height, width), both float32, to 0. */
 UFK_API int ufk_blend_clear(int device, float *total, float *weight, int batch, int channels, int height, int width,
@@ -109,7 +116,8 @@ UFK_API int ufk_blend_normalize(int device, const float *total, const float *wei
 /* Benchmark helper for machines without PyTorch or pycuda: allocates device buffers, runs each
  * kernel `iterations` times after a warm-up and writes the mean milliseconds per call (CUDA
  * events): the 8-bit upload (pageable host memory, as a decoded frame is), ufk_u8_to_planar,
- * ufk_planar_to_u8 and the 8-bit download. UFK_ERR_NO_CUDA without CUDA. */
+ * ufk_planar_to_u8 (with its NaN/Inf count, as the run path converts) and the 8-bit download.
+ * UFK_ERR_NO_CUDA without CUDA. */
 UFK_API int ufk_cuda_benchmark(int height, int width, int padded_height, int padded_width, int dtype,
                                int iterations, double *upload_ms, double *to_planar_ms, double *to_u8_ms,
                                double *download_ms);

@@ -155,7 +155,7 @@ int ufk_u8_to_planar(int device, const uint8_t *src, int64_t src_stride, int hei
 }
 
 int ufk_planar_to_u8(int device, const void *src, int dtype, int src_height, int src_width, uint8_t *dst,
-                     int64_t dst_stride, int height, int width, int layout, void *stream) {
+                     int64_t dst_stride, int height, int width, int layout, int64_t *nonfinite_count, void *stream) {
     if (src == NULL || dst == NULL) return ufk_fail(UFK_ERR_NULL_POINTER, "planar_to_u8: %s is null", src ? "dst" : "src");
     UFK_TRY(check_positive("tensor height", src_height));
     UFK_TRY(check_positive("tensor width", src_width));
@@ -171,11 +171,13 @@ int ufk_planar_to_u8(int device, const void *src, int dtype, int src_height, int
     UFK_TRY(check_count("planar tensor", 3, src_height, src_width, 1));
     UFK_TRY(check_device(device));
     if (device == UFK_DEVICE_CPU) {
-        UFK_TRY(ufk_cpu_planar_to_u8(src, dtype, src_height, src_width, dst, dst_stride, height, width, layout));
+        UFK_TRY(ufk_cpu_planar_to_u8(src, dtype, src_height, src_width, dst, dst_stride, height, width, layout,
+                                     nonfinite_count));
     }
 #ifdef UFK_WITH_CUDA
     else {
-        UFK_TRY(ufk_cuda_planar_to_u8(src, dtype, src_height, src_width, dst, dst_stride, height, width, layout, stream));
+        UFK_TRY(ufk_cuda_planar_to_u8(src, dtype, src_height, src_width, dst, dst_stride, height, width, layout,
+                                      nonfinite_count, stream));
     }
 #endif
     (void)stream;

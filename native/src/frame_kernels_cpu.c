@@ -1,6 +1,7 @@
 /* The C reference of every frame kernel: plain loops over host memory, the same per-pixel rules
  * (frame_kernels_math.h) and the same float32 operations as the NumPy path. Built with
  * -ffp-contract=off so that no compiler fuses a multiply and an add that numpy rounds apart. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,19 +112,25 @@ static uint8_t quantize(float value) {
 }
 
 int ufk_cpu_planar_to_u8(const void *src, int dtype, int src_height, int src_width, uint8_t *dst, int64_t dst_stride,
-                         int height, int width, int layout) {
+                         int height, int width, int layout, int64_t *nonfinite_count) {
     const int channels = ufk_layout_channels(layout);
     const int offsets[3] = {ufk_red_offset(layout), 1, ufk_blue_offset(layout)};
     const int64_t plane = (int64_t)src_height * src_width;
+    int64_t nonfinite = 0;
     for (int y = 0; y < height; ++y) {
         uint8_t *row = dst + (int64_t)y * dst_stride;
         for (int x = 0; x < width; ++x) {
             const int64_t index = (int64_t)y * src_width + x;
             uint8_t *pixel = row + (int64_t)x * channels;
-            for (int c = 0; c < 3; ++c) pixel[offsets[c]] = quantize(load_sample(src, dtype, c * plane + index));
+            for (int c = 0; c < 3; ++c) {
+                const float value = load_sample(src, dtype, c * plane + index);
+                nonfinite += !isfinite(value);
+                pixel[offsets[c]] = quantize(value);
+            }
             if (channels == 4) pixel[3] = 255;
         }
     }
+    if (nonfinite_count != NULL) *nonfinite_count = nonfinite;
     (void)src_height;
     return UFK_OK;
 }

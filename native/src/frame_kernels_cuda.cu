@@ -61,8 +61,11 @@ __device__ __forceinline__ uint8_t quantize(float value) {
     return (uint8_t)__float2int_rn(__fmul_rn(value, 255.0f));
 }
 
+/* `nonfinite_count` (NULL: not counted) was zeroed on the stream before the launch. A thread adds
+ * its pixel's count with one atomic, and only when it is not 0: a finite frame costs no atomic. */
 __global__ void planar_to_u8_kernel(const void *src, int dtype, int src_height, int src_width, uint8_t *dst,
-                                    int64_t dst_stride, int height, int width, int layout) {
+                                    int64_t dst_stride, int height, int width, int layout,
+                                    unsigned long long *nonfinite_count) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= width || y >= height) return;
@@ -71,8 +74,14 @@ __global__ void planar_to_u8_kernel(const void *src, int dtype, int src_height, 
     const int64_t plane = (int64_t)src_height * src_width;
     const int64_t index = (int64_t)y * src_width + x;
     uint8_t *pixel = dst + (int64_t)y * dst_stride + (int64_t)x * channels;
-    for (int c = 0; c < 3; ++c) pixel[offsets[c]] = quantize(load_sample(src, dtype, c * plane + index));
+    unsigned long long nonfinite = 0;
+    for (int c = 0; c < 3; ++c) {
+        const float value = load_sample(src, dtype, c * plane + index);
+        nonfinite += !isfinite(value);
+        pixel[offsets[c]] = quantize(value);
+    }
     if (channels == 4) pixel[3] = 255;
+    if (nonfinite_count != nullptr && nonfinite != 0) atomicAdd(nonfinite_count, nonfinite);
 }
 
 /* One thread per tile pixel; it owns that pixel's weight and every (batch, channel) sample, so
@@ -127,9 +136,17 @@ extern "C" int ufk_cuda_u8_to_planar(const uint8_t *src, int64_t src_stride, int
 }
 
 extern "C" int ufk_cuda_planar_to_u8(const void *src, int dtype, int src_height, int src_width, uint8_t *dst,
-                                     int64_t dst_stride, int height, int width, int layout, void *stream) {
-    planar_to_u8_kernel<<<grid_for(width, height), dim3(kBlockX, kBlockY), 0, static_cast<cudaStream_t>(stream)>>>(
-        src, dtype, src_height, src_width, dst, dst_stride, height, width, layout);
+                                     int64_t dst_stride, int height, int width, int layout, int64_t *nonfinite_count,
+                                     void *stream) {
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (nonfinite_count != nullptr) {
+        cudaError_t error = cudaMemsetAsync(nonfinite_count, 0, sizeof(int64_t), s);
+        if (error != cudaSuccess) return cuda_failure(error, "planar_to_u8 count memset");
+    }
+    /* The count is never negative: int64 and unsigned long long share its bits. */
+    planar_to_u8_kernel<<<grid_for(width, height), dim3(kBlockX, kBlockY), 0, s>>>(
+        src, dtype, src_height, src_width, dst, dst_stride, height, width, layout,
+        reinterpret_cast<unsigned long long *>(nonfinite_count));
     return launched("planar_to_u8 kernel launch");
 }
 
@@ -169,12 +186,14 @@ struct BenchmarkBuffers {
     uint8_t *host_frame = nullptr; /* pageable, like a decoded frame */
     uint8_t *device_frame = nullptr;
     void *device_planar = nullptr;
+    int64_t *device_count = nullptr; /* the NaN/Inf count, as the run path converts with it */
     cudaStream_t stream = nullptr;
     cudaEvent_t start = nullptr, stop = nullptr;
     ~BenchmarkBuffers() {
         delete[] host_frame;
         if (device_frame) cudaFree(device_frame);
         if (device_planar) cudaFree(device_planar);
+        if (device_count) cudaFree(device_count);
         if (start) cudaEventDestroy(start);
         if (stop) cudaEventDestroy(stop);
         if (stream) cudaStreamDestroy(stream);
@@ -207,6 +226,7 @@ extern "C" int ufk_cuda_benchmark_impl(int height, int width, int padded_height,
     for (size_t i = 0; i < frame_bytes; ++i) b.host_frame[i] = (uint8_t)(i * 2654435761u >> 24);
     cudaError_t error = cudaMalloc(&b.device_frame, frame_bytes);
     if (error == cudaSuccess) error = cudaMalloc(&b.device_planar, planar_bytes);
+    if (error == cudaSuccess) error = cudaMalloc(&b.device_count, sizeof(int64_t));
     if (error == cudaSuccess) error = cudaStreamCreateWithFlags(&b.stream, cudaStreamNonBlocking);
     if (error == cudaSuccess) error = cudaEventCreate(&b.start);
     if (error == cudaSuccess) error = cudaEventCreate(&b.stop);
@@ -226,9 +246,11 @@ extern "C" int ufk_cuda_benchmark_impl(int height, int width, int padded_height,
     }
     if (status == UFK_OK) {
         status = time_ms(b, iterations, to_u8_ms, "benchmark planar_to_u8", [&] {
+            cudaError_t error = cudaMemsetAsync(b.device_count, 0, sizeof(int64_t), b.stream);
+            if (error != cudaSuccess) return error;
             planar_to_u8_kernel<<<grid_for(width, height), block, 0, b.stream>>>(
                 b.device_planar, dtype, padded_height, padded_width, b.device_frame, stride, height, width,
-                UFK_LAYOUT_BGR);
+                UFK_LAYOUT_BGR, reinterpret_cast<unsigned long long *>(b.device_count));
             return cudaGetLastError();
         });
     }

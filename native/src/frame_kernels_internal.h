@@ -20,7 +20,7 @@ int ufk_fail(int status, const char *format, ...)
 int ufk_cpu_u8_to_planar(const uint8_t *src, int64_t src_stride, int height, int width, int layout, int scale_rule,
                          void *dst, int dtype, int padded_height, int padded_width);
 int ufk_cpu_planar_to_u8(const void *src, int dtype, int src_height, int src_width, uint8_t *dst, int64_t dst_stride,
-                         int height, int width, int layout);
+                         int height, int width, int layout, int64_t *nonfinite_count);
 int ufk_cpu_blend_add(float *total, float *weight, int batch, int channels, int height, int width, int overlap,
                       const void *tile, int dtype, int top, int left, int tile_height, int tile_width);
 int ufk_cpu_blend_normalize(const float *total, const float *weight, float *out, int64_t planes, int64_t plane_size);
@@ -30,7 +30,8 @@ int ufk_cuda_ready(void);
 int ufk_cuda_u8_to_planar(const uint8_t *src, int64_t src_stride, int height, int width, int layout, int scale_rule,
                           void *dst, int dtype, int padded_height, int padded_width, void *stream);
 int ufk_cuda_planar_to_u8(const void *src, int dtype, int src_height, int src_width, uint8_t *dst,
-                          int64_t dst_stride, int height, int width, int layout, void *stream);
+                          int64_t dst_stride, int height, int width, int layout, int64_t *nonfinite_count,
+                          void *stream);
 int ufk_cuda_blend_clear(float *total, float *weight, int64_t total_count, int64_t weight_count, void *stream);
 int ufk_cuda_blend_add(float *total, float *weight, int batch, int channels, int height, int width, int overlap,
                        const void *tile, int dtype, int top, int left, int tile_height, int tile_width, void *stream);

@@ -513,6 +513,12 @@ def check_finite(array: np.ndarray, what: str) -> np.ndarray:
     the pipeline reaches the final output through every later graph.
     """
     if array.dtype.kind == "f" and not np.isfinite(array).all():
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        raise InferenceError(f"{what}: {bad} of {array.size} output values are NaN or Inf")
+        check_nonfinite_count(int(array.size - np.count_nonzero(np.isfinite(array))), array.size, what)
     return array
+
+
+def check_nonfinite_count(count: int, size: int, what: str) -> None:
+    """InferenceError when `count` of an output's `size` values were NaN or Inf: `check_finite`'s
+    error, for outputs counted on the device (8-bit frames, `runtime/backends/device_frames.py`)."""
+    if count:
+        raise InferenceError(f"{what}: {count} of {size} output values are NaN or Inf")

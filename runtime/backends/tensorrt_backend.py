@@ -34,8 +34,9 @@ Device buffers and the stream come from `runtime/backends/cuda_device.py`: pycud
 primary context when pycuda is installed, else PyTorch CUDA tensors (`cuda_library` forces
 one). Whole-frame CUDA-graph capture (`frame_graph`) needs the torch path. With the native frame
 kernels built with CUDA, `device_frames()` converts, tiles and blends frames on the device
-(`runtime/backends/device_frames.py`); 8-bit frames go out as bytes, so the NaN/Inf check
-above sees only float downloads.
+(`runtime/backends/device_frames.py`); 8-bit frames come back as bytes, so there the kernel
+that makes those bytes counts the NaN/Inf samples it converts and the count comes back with
+them, in the frame's one wait: the same check, the same InferenceError.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -279,7 +280,8 @@ class TensorRTBackend(Backend):
         self._device = open_cuda_device(self.cuda_library)
         self._pool = BufferPool(self._device.empty)
         self._staging = Staging(self._device)
-        self._frames, self._frame_work = attach_device_frames(self._device, self._staging)
+        checked_as = self._output_name(graphs) if self.check_finite else None
+        self._frames, self._frame_work = attach_device_frames(self._device, self._staging, checked_as)
         trt_module = import_tensorrt()  # BackendUnavailable when only the stub is installed
         self._logger = shared_logger()
         runtime: trt.Runtime = trt_module.Runtime(self._logger)
@@ -478,9 +480,13 @@ class TensorRTBackend(Backend):
 
     def _checked(self, array: np.ndarray) -> np.ndarray:
         if self.check_finite:
-            used = sorted({self.graph_precision(g) for g in self._engines})
-            check_finite(array, f"TensorRT ({', '.join(used)} engines)")
+            check_finite(array, self._output_name(self._engines))
         return array
+
+    def _output_name(self, graphs: Iterable[str]) -> str:
+        """What the NaN/Inf errors call the outputs of these graphs' engines."""
+        used = sorted({self.graph_precision(g) for g in graphs})
+        return f"TensorRT ({', '.join(used)} engines)"
 
     def _synchronize(self) -> None:
         if self._device is not None:

@@ -5,9 +5,11 @@
 Opens the pipeline twice on the same backend (`cuda_graphs=False`, then `True`), restores the
 same frame `--warmup` times untimed and `--iters` times timed with each, alternating the two
 every frame so that a change in the GPU's clocks or load falls on both, and prints the mean and
-p50 per-frame latency of each and the speed-up (plain / graphs). The graph path's first frame
-captures the graph, so it is part of the warm-up. Needs a CUDA device; the torch backend is the
-default because the device tool's machines have no TensorRT.
+p50 per-frame latency of each and the speed-up (plain / graphs). The frame is 8-bit BGR, restored
+as the video loop and image restoration restore theirs (`Pipeline.restore_bgr8`: bytes in and
+out, converted on the device where the native frame kernels are built; the output says where).
+The graph path's first frame captures the graph, so it is part of the warm-up. Needs a CUDA
+device; the torch backend is the default because the device tool's machines have no TensorRT.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from runtime.bench.measure import synthetic_frame
 from runtime.bench.stats import summarize
 from runtime.errors import InputError
 from runtime.pipeline import Pipeline
+from runtime.pixels import rgb_float_to_bgr8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def measure(artifacts: Path, backend: str, precision: str, size: tuple[int, int], warmup: int, iters: int) -> dict:
     if warmup < 1 or iters < 1:
         raise InputError("need --warmup >= 1 (the graph is captured then) and --iters >= 1")
-    frame = synthetic_frame(*size)
+    frame = rgb_float_to_bgr8(synthetic_frame(*size))
     modes = {"plain": False, "graphs": True}
     opened = {
         mode: Pipeline.from_manifest(artifacts, backend=backend, device="cuda", precision=precision, cuda_graphs=on)
@@ -47,14 +50,15 @@ def measure(artifacts: Path, backend: str, precision: str, size: tuple[int, int]
     try:
         for _ in range(warmup):
             for pipeline in opened.values():
-                pipeline.restore(frame)
+                pipeline.restore_bgr8(frame)
         times: dict[str, list[float]] = {mode: [] for mode in modes}
         for _ in range(iters):
             for mode, pipeline in opened.items():
                 start = time.perf_counter()
-                pipeline.restore(frame)  # returns the frame on the host: the device work is done
+                pipeline.restore_bgr8(frame)  # returns the frame on the host: the device work is done
                 times[mode].append(time.perf_counter() - start)
         launches = {mode: pipeline.launches for mode, pipeline in opened.items()}
+        frame_work = opened["graphs"].frame_work
     finally:
         for pipeline in opened.values():
             pipeline.close()
@@ -64,6 +68,7 @@ def measure(artifacts: Path, backend: str, precision: str, size: tuple[int, int]
         "precision": precision,
         "frame": f"{size[1]}x{size[0]}",
         "launches": launches,
+        "frame_work": frame_work,
         "plain_ms": stats["plain"],
         "graphs_ms": stats["graphs"],
         "speedup": stats["plain"]["mean_ms"] / stats["graphs"]["mean_ms"],
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         s = result[f"{mode}_ms"]
         print(f"{mode:7s} {result['frame']} {result['backend']} {result['precision']}: mean {s['mean_ms']:.2f} ms, "
               f"p50 {s['p50_ms']:.2f} ms ({result['launches'][mode]})")  # fmt: skip
-    print(f"speed-up of CUDA graphs: {result['speedup']:.3f}x")
+    print(f"speed-up of CUDA graphs: {result['speedup']:.3f}x (frames converted by {result['frame_work']})")
     if args.json is not None:
         cli.write_json_report(args.json, result)
     return 0

@@ -7,7 +7,12 @@ source --capture--> [to_infer: queue_size] --inference--> [to_output: queue_size
 `process` is any callable `process(rgb) -> rgb` on float32 HxWx3 frames in [0, 1] that returns
 the same shape (the restoration pipeline, or anything else). It runs in one thread, so frames
 come out in order, and it must not change its input in place (the input also goes to the sinks,
-e.g. `SideBySide`).
+e.g. `SideBySide`). A process that takes 8-bit BGR frames too (`takes_bgr8`, see
+runtime/video/wrappers.py; `FrameRestorer`) gets the bytes the source decoded, and the sinks get
+its 8-bit output (`FrameSink.write_bgr8`): no float copy of the frame is made in the loop, and a
+CUDA backend moves bytes (docs/VIDEO.md). Frames the source delivers as floats only (16-bit, a
+resized live frame) go through `process(rgb)`. For any other process, frames are converted to
+float in the capture thread, as they always were.
 
 - Default (files): capture blocks while `to_infer` is full, so no frame is lost.
 - `realtime=True`: when `to_infer` is full the OLDEST queued frame is dropped and counted, so
@@ -41,7 +46,7 @@ from tqdm import tqdm
 from runtime.errors import InputError, ShapeError
 from runtime.video.sinks import FrameSink
 from runtime.video.sources import Frame, FrameSource
-from runtime.video.wrappers import DelayedProcess
+from runtime.video.wrappers import DelayedProcess, Process, bgr8_entry
 
 __all__ = ["Controller", "DelayedProcess", "VideoSummary", "run_video"]
 
@@ -133,6 +138,7 @@ class _Item:
     frame: Frame
     captured_at: float  # time.perf_counter() when the frame left the source
     output: np.ndarray | None = None
+    output_is_bgr8: bool = False  # restored from frame.bgr8 into 8-bit BGR, else float RGB
 
 
 class _Run:
@@ -141,7 +147,7 @@ class _Run:
     def __init__(
         self,
         source: FrameSource,
-        process: Callable[[np.ndarray], np.ndarray],
+        process: Process,
         sinks: Sequence[FrameSink],
         realtime: bool,
         queue_size: int,
@@ -150,6 +156,7 @@ class _Run:
     ) -> None:
         self.source = source
         self.process = process
+        self.process_bgr8 = bgr8_entry(process)
         self.sinks = list(sinks)
         self.realtime = realtime
         self.controller = controller
@@ -225,6 +232,8 @@ class _Run:
                     wait = clock_zero + frame.timestamp_s - time.perf_counter()
                     if wait > 0 and self.stop.wait(wait):
                         return
+                if self.process_bgr8 is None or frame.bgr8 is None:
+                    frame.to_rgb()  # a float process: the float copy is made here, off the inference thread
                 item = _Item(frame, time.perf_counter())
                 self.frames_in += 1
                 if self.realtime:
@@ -247,14 +256,7 @@ class _Run:
                     continue
                 if item is _END:
                     return
-                rgb = item.frame.rgb
-                started = time.perf_counter()
-                output = self.process(rgb)
-                self.process_s.append(time.perf_counter() - started)
-                if not isinstance(output, np.ndarray) or output.shape != rgb.shape:
-                    got = output.shape if isinstance(output, np.ndarray) else type(output).__name__
-                    raise ShapeError(f"process returned {got} for a frame of shape {rgb.shape}; it must keep the shape")
-                item.output = output if output.dtype == np.float32 else output.astype(np.float32)
+                self.restore(item)
                 if self.controller is not None:
                     self.controller.on_latency(time.perf_counter() - item.captured_at, self.to_infer.qsize())
                 if not self.put(self.to_output, item, honour_stop=False):
@@ -263,6 +265,32 @@ class _Run:
             self.fail(exc)
         finally:
             self.put(self.to_output, _END, honour_stop=False)
+
+    def restore(self, item: _Item) -> None:
+        """Run the process on the item's frame, timed; its output goes into the item."""
+        frame, process_bgr8 = item.frame, self.process_bgr8
+        as_bgr8 = process_bgr8 is not None and frame.bgr8 is not None
+        given = frame.bgr8 if as_bgr8 else frame.rgb
+        started = time.perf_counter()
+        output = process_bgr8(given, frame.scale_rule) if as_bgr8 else self.process(given)
+        self.process_s.append(time.perf_counter() - started)
+        if not isinstance(output, np.ndarray) or output.shape != given.shape:
+            got = output.shape if isinstance(output, np.ndarray) else type(output).__name__
+            raise ShapeError(f"process returned {got} for a frame of shape {given.shape}; it must keep the shape")
+        if as_bgr8 and output.dtype != np.uint8:
+            raise ShapeError(f"process_bgr8 returned {output.dtype} for an 8-bit frame; it must return uint8")
+        item.output_is_bgr8 = as_bgr8
+        item.output = output if as_bgr8 or output.dtype == np.float32 else output.astype(np.float32)
+
+    def write(self, item: _Item) -> None:
+        """Hand a restored item to every sink, as 8-bit BGR or float RGB, as it was restored."""
+        assert item.output is not None
+        for sink in self.sinks:
+            if item.output_is_bgr8:
+                assert item.frame.bgr8 is not None
+                sink.write_bgr8(item.output, item.frame.bgr8)
+            else:
+                sink.write(item.output, item.frame.rgb)
 
     def output(self) -> None:
         try:
@@ -273,8 +301,7 @@ class _Run:
                     continue
                 if item is _END:
                     return
-                for sink in self.sinks:
-                    sink.write(item.output, item.frame.rgb)
+                self.write(item)
                 self.latencies_s.append(time.perf_counter() - item.captured_at)
                 self.frames_out += 1
                 if self.bar is not None:
@@ -329,7 +356,7 @@ class _Worker:
 
 def run_video(
     source: FrameSource,
-    process: Callable[[np.ndarray], np.ndarray],
+    process: Process,
     sinks: Sequence[FrameSink],
     realtime: bool = False,
     queue_size: int = 4,

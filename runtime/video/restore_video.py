@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from runtime.atomic_io import discard, temporary_sibling
 from runtime.errors import InputError
 from runtime.image_io import IMAGE_EXTENSIONS
 from runtime.pipeline import Pipeline
+from runtime.pixels import ScaleRule
 from runtime.prior_cache import PriorCache
 from runtime.video.adaptive import DepthController
 from runtime.video.loop import END_OF_INPUT, Controller, VideoSummary, run_video
@@ -118,10 +120,14 @@ def make_sinks(
 
 @dataclass
 class FrameRestorer:
-    """`process(rgb) -> rgb` for `run_video`: one `pipeline.restore` call per frame.
+    """The per-frame process of `run_video`: one pipeline call per frame.
 
-    `depth` (a `runtime.video.adaptive.DepthController`) picks the number of unfolding stages
-    per frame from the latencies the loop reports to it; `prior_cache` (a
+    It takes the 8-bit BGR frames the source decoded (`takes_bgr8`): `process_bgr8` is
+    `pipeline.restore_bgr8`, which moves bytes to a CUDA backend with the native frame kernels
+    and elsewhere converts once, inside, for the float pipeline, giving the bytes the float path
+    writes (runtime/video/wrappers.py). Frames that come as floats only go through `__call__`,
+    `pipeline.restore`. `depth` (a `runtime.video.adaptive.DepthController`) picks the number of
+    unfolding stages per frame from the latencies the loop reports to it; `prior_cache` (a
     `runtime.prior_cache.PriorCache`) lets frames reuse a recent frame's prior. Both are
     optional and only passed to the pipeline when set. Runs in the loop's inference thread only.
     """
@@ -129,12 +135,22 @@ class FrameRestorer:
     pipeline: Pipeline
     depth: DepthController | None = None
     prior_cache: PriorCache | None = None
+    takes_bgr8: ClassVar[bool] = True
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        if self.depth is None and self.prior_cache is None:
-            return self.pipeline.restore(rgb)
-        stages = self.depth.stages if self.depth is not None else None
-        return self.pipeline.restore(rgb, stages=stages, prior_cache=self.prior_cache)
+        return self.pipeline.restore(rgb, **self._knobs())
+
+    def process_bgr8(self, bgr8: np.ndarray, scale_rule: ScaleRule) -> np.ndarray:
+        return self.pipeline.restore_bgr8(bgr8, scale_rule=scale_rule, **self._knobs())
+
+    def _knobs(self) -> dict[str, Any]:
+        """The stage count and prior cache of this frame, where they are set."""
+        knobs: dict[str, Any] = {}
+        if self.depth is not None:
+            knobs["stages"] = self.depth.stages
+        if self.prior_cache is not None:
+            knobs["prior_cache"] = self.prior_cache
+        return knobs
 
     @property
     def controller(self) -> Controller | None:

@@ -1,8 +1,11 @@
 """Where restored frames go: a video file, an image sequence, a preview window, side by side.
 
 Every sink takes `write(output_rgb, input_rgb)` (both float32 RGB HxWx3 in [0, 1]; the input
-is there for `SideBySide`) and `close()`. `run_video` calls both from its output thread and
-always closes, on Ctrl-C and on errors too, so that what was restored so far is kept:
+is there for `SideBySide`), `write_bgr8(output_bgr8, input_bgr8)` (both uint8 HxWx3 BGR, for
+frames restored as bytes: the sinks here write them as they are, the bytes `write` would make of
+their float copies; any other sink gets them converted to floats) and `close()`. `run_video`
+calls them from its output thread and always closes, on Ctrl-C and on errors too, so that what
+was restored so far is kept:
 
 - `VideoFileSink` writes to a hidden temporary file in the target folder and renames it to the
   final name on `close()`; the container is only complete (an .mp4 only playable) once the
@@ -27,8 +30,8 @@ import numpy as np
 
 from runtime.atomic_io import discard, temporary_sibling
 from runtime.errors import InputError, ShapeError
-from runtime.image_io import IMAGE_EXTENSIONS, Image, check_output_folder, write_image
-from runtime.pixels import rgb_float_to_bgr8
+from runtime.image_io import IMAGE_EXTENSIONS, Image, check_output_folder, write_image, write_pixels
+from runtime.pixels import bgr_to_rgb_float, rgb_float_to_bgr8
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,11 @@ class FrameSink(ABC):
     @abstractmethod
     def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
         """Store or show one restored frame; `input_rgb` is the frame it was restored from."""
+
+    def write_bgr8(self, output_bgr8: np.ndarray, input_bgr8: np.ndarray) -> None:
+        """`write` for a frame restored as 8-bit BGR; this default hands `write` float copies
+        (scaled as video frames are, `bgr_to_rgb_float`). Sinks that store bytes override it."""
+        self.write(bgr_to_rgb_float(output_bgr8), bgr_to_rgb_float(input_bgr8))
 
     @abstractmethod
     def close(self) -> None:
@@ -137,10 +145,17 @@ class VideoFileSink(FrameSink):
             )
 
     def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
+        _check_frame(output_rgb, self.size, str(self.path))
+        self._write(rgb_float_to_bgr8(output_rgb))
+
+    def write_bgr8(self, output_bgr8: np.ndarray, input_bgr8: np.ndarray) -> None:
+        _check_frame(output_bgr8, self.size, str(self.path))
+        self._write(output_bgr8)
+
+    def _write(self, bgr8: np.ndarray) -> None:
         if self._writer is None:
             raise InputError(f"{self.path}: written after close()")
-        _check_frame(output_rgb, self.size, str(self.path))
-        self._writer.write(rgb_float_to_bgr8(output_rgb))
+        self._writer.write(bgr8)
         self.frames_written += 1
 
     def close(self) -> None:
@@ -199,10 +214,22 @@ class ImageSequenceSink(FrameSink):
         self.frames_written = 0
 
     def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
-        path = self.folder / (self.pattern % self.next_number)
+        path = self._next_path()
         _check_frame(output_rgb, None, str(path))
         rgb = np.ascontiguousarray(output_rgb, dtype=np.float32)
         write_image(path, Image(rgb=rgb, alpha=None, bit_depth=8, grey=False))
+        self._written()
+
+    def write_bgr8(self, output_bgr8: np.ndarray, input_bgr8: np.ndarray) -> None:
+        path = self._next_path()
+        _check_frame(output_bgr8, None, str(path))
+        write_pixels(path, output_bgr8)
+        self._written()
+
+    def _next_path(self) -> Path:
+        return self.folder / (self.pattern % self.next_number)
+
+    def _written(self) -> None:
         self.next_number += 1
         self.frames_written += 1
 
@@ -243,8 +270,15 @@ class PreviewSink(FrameSink):
 
     def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
         _check_frame(output_rgb, None, f"preview {self.window_name!r}")
+        self._show(rgb_float_to_bgr8(output_rgb))
+
+    def write_bgr8(self, output_bgr8: np.ndarray, input_bgr8: np.ndarray) -> None:
+        _check_frame(output_bgr8, None, f"preview {self.window_name!r}")
+        self._show(output_bgr8)
+
+    def _show(self, bgr8: np.ndarray) -> None:
         try:
-            cv2.imshow(self.window_name, rgb_float_to_bgr8(output_rgb))
+            cv2.imshow(self.window_name, bgr8)
             key = cv2.waitKey(1) & 0xFF
             visible = cv2.getWindowProperty(self.window_name, cv2.WND_PROP_VISIBLE)
         except cv2.error as exc:
@@ -285,9 +319,17 @@ class SideBySide(FrameSink):
         return self.sink.wants_stop
 
     def write(self, output_rgb: np.ndarray, input_rgb: np.ndarray) -> None:
-        if output_rgb.shape != input_rgb.shape:
-            raise ShapeError(f"side by side needs equal shapes, got input {input_rgb.shape}, output {output_rgb.shape}")
+        _check_same_shape(output_rgb, input_rgb)
         self.sink.write(np.concatenate([input_rgb, output_rgb], axis=1), input_rgb)
+
+    def write_bgr8(self, output_bgr8: np.ndarray, input_bgr8: np.ndarray) -> None:
+        _check_same_shape(output_bgr8, input_bgr8)
+        self.sink.write_bgr8(np.concatenate([input_bgr8, output_bgr8], axis=1), input_bgr8)
 
     def close(self) -> None:
         self.sink.close()
+
+
+def _check_same_shape(output: np.ndarray, given: np.ndarray) -> None:
+    if output.shape != given.shape:
+        raise ShapeError(f"side by side needs equal shapes, got input {given.shape}, output {output.shape}")

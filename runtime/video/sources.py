@@ -1,8 +1,11 @@
 """Video frame sources: video files, image sequences, cameras, RTSP/HTTP streams, GStreamer.
 
-`open_source(spec)` turns what a user types into a `FrameSource`, an iterator of `Frame`s
-(RGB float32 HxWx3 in [0, 1], the toolkit's one pixel format). What each kind of source does
-when something goes wrong:
+`open_source(spec)` turns what a user types into a `FrameSource`, an iterator of `Frame`s. A
+frame keeps the 8-bit BGR pixels OpenCV decoded (`Frame.bgr8`), which the restoration takes as
+they are (`Pipeline.restore_bgr8`, docs/VIDEO.md), and gives the toolkit's float pixel format,
+RGB float32 HxWx3 in [0, 1], on demand (`Frame.rgb`, made once); 16-bit frames and frames a live
+source had to resize come as float RGB only. What each kind of source does when something goes
+wrong:
 
 - A video file that is cut short or has a frame the decoder cannot read ends cleanly at the
   last good frame: no exception, `decode_errors` counts it, a warning is logged. Container
@@ -37,8 +40,8 @@ import cv2
 import numpy as np
 
 from runtime.errors import InputError
-from runtime.image_io import IMAGE_EXTENSIONS, list_images, read_image
-from runtime.pixels import bgr_to_rgb_float
+from runtime.image_io import IMAGE_EXTENSIONS, image_from_pixels, list_images, read_pixels
+from runtime.pixels import ScaleRule, as_bgr8, bgr8_to_rgb_float, bgr_to_rgb_float
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +56,58 @@ _PRINTF = re.compile(r"%0?\d*d")
 _GLOB_CHARACTERS = ("*", "?", "[")
 
 
-@dataclass(frozen=True, eq=False)
 class Frame:
-    """One decoded frame. `eq=False`: numpy arrays have no single truth value."""
+    """One decoded frame: its 8-bit BGR pixels where the source decoded those, and float RGB.
 
-    index: int  # 0, 1, 2, ... in delivery order (skipped or dropped frames leave no gap)
-    timestamp_s: float  # media time: index / fps for files and sequences, time since open for live
-    rgb: np.ndarray  # float32 HxWx3 in [0, 1]
+    `bgr8`: uint8 HxWx3 BGR as decoded (grey repeated, alpha dropped), or None when the source
+    delivers floats only (16-bit samples, a resized live frame). `scale_rule`: how those bytes
+    become [0, 1] (`runtime/pixels.py`: the video multiplication, or the division still images
+    are read with), so that whatever restores the bytes gives what restoring `rgb` gives.
+    `rgb`: float32 HxWx3 RGB in [0, 1], made from `bgr8` on first use (`to_rgb`) and kept.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        timestamp_s: float,
+        *,
+        bgr8: np.ndarray | None = None,
+        rgb: np.ndarray | None = None,
+        scale_rule: ScaleRule = ScaleRule.MUL_RECIPROCAL,
+    ) -> None:
+        if (bgr8 is None) == (rgb is None):
+            raise InputError("a frame is made from either its 8-bit BGR pixels or its float RGB, not both")
+        self.index = index  # 0, 1, 2, ... in delivery order (skipped or dropped frames leave no gap)
+        self.timestamp_s = timestamp_s  # media time: index / fps for files and sequences, time since open for live
+        self.bgr8 = bgr8
+        self.scale_rule = scale_rule
+        self._rgb = rgb
+
+    @classmethod
+    def decoded(cls, index: int, timestamp_s: float, pixels: np.ndarray) -> Frame:
+        """A frame of pixels as an OpenCV capture decodes them (grey, BGR or BGRA; 8 or 16 bit)."""
+        bgr8 = as_bgr8(pixels)
+        if bgr8 is None:
+            return cls(index, timestamp_s, rgb=bgr_to_rgb_float(pixels))
+        return cls(index, timestamp_s, bgr8=bgr8)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        shape = (self.bgr8 if self.bgr8 is not None else self.to_rgb()).shape
+        return int(shape[1]), int(shape[0])
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """float32 HxWx3 RGB in [0, 1]."""
+        return self.to_rgb()
+
+    def to_rgb(self) -> np.ndarray:
+        """`rgb`, converted from `bgr8` on the first call (by `scale_rule`) and kept."""
+        if self._rgb is None:
+            assert self.bgr8 is not None
+            self._rgb = bgr8_to_rgb_float(self.bgr8, self.scale_rule)
+        return self._rgb
 
 
 @dataclass(frozen=True)
@@ -263,7 +311,7 @@ class VideoFileSource(FrameSource):
                         index,
                     )
                     return
-                yield Frame(index, index / self.fps, bgr_to_rgb_float(pending))
+                yield Frame.decoded(index, index / self.fps, pending)
                 index += 1
                 pending = following
         finally:
@@ -321,7 +369,7 @@ class ImageSequenceSource(FrameSource):
         while self._paths and first is None:
             candidate = self._paths.pop(0)
             try:
-                first = read_image(candidate).rgb
+                first = _still_frame(candidate, 0, 0.0)
             except InputError as exc:
                 log.warning("%s: skipping unreadable frame: %s", description, exc)
                 skipped += 1
@@ -330,40 +378,49 @@ class ImageSequenceSource(FrameSource):
         super().__init__(
             description=description,
             fps=fps if fps is not None else DEFAULT_FPS,
-            size=(int(first.shape[1]), int(first.shape[0])),
+            size=first.size,
             frame_count=len(paths),
             is_live=False,
         )
         self.decode_errors = skipped
-        self._first: np.ndarray | None = first
+        self._first: Frame | None = first
 
     def _frames(self) -> Iterator[Frame]:
         first, self._first = self._first, None
         assert first is not None
-        yield Frame(0, 0.0, first)
+        yield first
         index = 1
         for path in self._paths:
             if self._stop.is_set():
                 return
             try:
-                rgb = read_image(path).rgb
+                frame = _still_frame(path, index, index / self.fps)
             except InputError as exc:
                 self.decode_errors += 1
                 log.warning("%s: skipping unreadable frame: %s", self.description, exc)
                 continue
-            if (rgb.shape[1], rgb.shape[0]) != self.size:
+            if frame.size != self.size:
                 self.decode_errors += 1
                 log.warning(
                     "%s: skipping %s: size %dx%d differs from the sequence's %dx%d",
                     self.description,
                     path.name,
-                    rgb.shape[1],
-                    rgb.shape[0],
+                    *frame.size,
                     *self.size,
                 )
                 continue
-            yield Frame(index, index / self.fps, rgb)
+            yield frame
             index += 1
+
+
+def _still_frame(path: Path, index: int, timestamp_s: float) -> Frame:
+    """The image file at `path` as a frame: its 8-bit pixels where it has them, scaled as still
+    images are read (`runtime/image_io.py`), else the float RGB `read_image` gives."""
+    pixels = read_pixels(path)
+    bgr8 = as_bgr8(pixels)
+    if bgr8 is None:
+        return Frame(index, timestamp_s, rgb=image_from_pixels(path, pixels).rgb)
+    return Frame(index, timestamp_s, bgr8=bgr8, scale_rule=ScaleRule.DIVIDE)
 
 
 # --------------------------------------------------------------------------- live sources
@@ -419,25 +476,26 @@ class LiveSource(FrameSource):
                         return
                     continue
                 pixels, self._pending = self._pending, None
-                yield Frame(index, time.monotonic() - start, self._to_rgb(pixels))
+                yield self._frame(index, time.monotonic() - start, pixels)
                 index += 1
         finally:
             self.close()
 
-    def _to_rgb(self, pixels: np.ndarray) -> np.ndarray:
-        rgb = bgr_to_rgb_float(pixels)
-        if (rgb.shape[1], rgb.shape[0]) != self.size:
-            if not self._warned_resize:
-                log.warning(
-                    "%s: frames are now %dx%d, resizing them to the first frame's %dx%d",
-                    self.description,
-                    rgb.shape[1],
-                    rgb.shape[0],
-                    *self.size,
-                )
-                self._warned_resize = True
-            rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
-        return rgb
+    def _frame(self, index: int, timestamp_s: float, pixels: np.ndarray) -> Frame:
+        """The decoded pixels as a frame; at the first frame's size, resized (as float RGB) if not."""
+        if (pixels.shape[1], pixels.shape[0]) == self.size:
+            return Frame.decoded(index, timestamp_s, pixels)
+        if not self._warned_resize:
+            log.warning(
+                "%s: frames are now %dx%d, resizing them to the first frame's %dx%d",
+                self.description,
+                pixels.shape[1],
+                pixels.shape[0],
+                *self.size,
+            )
+            self._warned_resize = True
+        rgb = cv2.resize(bgr_to_rgb_float(pixels), self.size, interpolation=cv2.INTER_AREA)
+        return Frame(index, timestamp_s, rgb=rgb)
 
     def _reconnect(self) -> bool:
         """Reopen with back-off; True with `_pending` set on success, False when giving up or stopped."""

@@ -35,7 +35,8 @@ def _pitched(height: int, width: int, stride: int, layout: int) -> int:
     return (height - 1) * stride + width * Layout(layout).channels
 
 
-# Per function: the stream's argument index, and (pointer index, bytes the call touches from it).
+# Per function: the stream's argument index, and (pointer index, bytes the call touches from it);
+# an optional pointer that is null is left out.
 _Extent = Callable[[tuple[Any, ...]], list[tuple[int, int]]]
 _CALLS: dict[str, tuple[int, _Extent]] = {
     # device, src, stride, h, w, layout, rule, dst, dtype, padded_h, padded_w, stream
@@ -43,8 +44,13 @@ _CALLS: dict[str, tuple[int, _Extent]] = {
         11,
         lambda a: [(1, _pitched(a[3], a[4], a[2], a[5])), (7, 3 * a[9] * a[10] * _ITEM[a[8]])],
     ),
-    # device, src, dtype, src_h, src_w, dst, stride, h, w, layout, stream
-    "ufk_planar_to_u8": (10, lambda a: [(1, 3 * a[3] * a[4] * _ITEM[a[2]]), (5, _pitched(a[7], a[8], a[6], a[9]))]),
+    # device, src, dtype, src_h, src_w, dst, stride, h, w, layout, nonfinite_count (int64 or null), stream
+    "ufk_planar_to_u8": (
+        11,
+        lambda a: (
+            [(1, 3 * a[3] * a[4] * _ITEM[a[2]]), (5, _pitched(a[7], a[8], a[6], a[9]))] + ([(10, 8)] if a[10] else [])
+        ),
+    ),
     # device, total, weight, n, c, h, w, stream
     "ufk_blend_clear": (7, lambda a: [(1, 4 * a[3] * a[4] * a[5] * a[6]), (2, 4 * a[5] * a[6])]),
     # device, total, weight, n, c, h, w, overlap, tile, dtype, top, left, tile_h, tile_w, stream

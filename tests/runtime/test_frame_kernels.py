@@ -148,6 +148,29 @@ def test_nan_becomes_zero(kernels: fk.FrameKernels) -> None:
     assert not kernels.planar_to_frame(planar, 2, 2).any()
 
 
+def _to_frame_counting(kernels: fk.FrameKernels, planar: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int]:
+    """The C reference's 8-bit frame of `planar` and its count of NaN/Inf samples converted."""
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    count = np.full(1, -1, dtype=np.int64)
+    kernels.planar_to_u8(
+        fk.Device.CPU, planar.ctypes.data, fk.dtype_code(planar.dtype), planar.shape[1], planar.shape[2],
+        frame.ctypes.data, frame.strides[0], height, width, fk.Layout.BGR, nonfinite_count=count.ctypes.data,
+    )  # fmt: skip
+    return frame, int(count[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda x: x.__name__)
+def test_the_conversion_counts_nan_and_inf_in_the_crop_only(kernels: fk.FrameKernels, dtype: type) -> None:
+    planar = np.random.default_rng(9).uniform(0, 1, size=(3, 16, 24)).astype(dtype)
+    assert _to_frame_counting(kernels, planar, 13, 21)[1] == 0  # set, not left as it was
+    planar[0, 0, 0], planar[1, 12, 20], planar[2, 5, 7] = np.nan, np.inf, -np.inf  # inside the crop
+    planar[0, 13, 0], planar[1, 0, 21] = np.nan, np.inf  # in the padding the crop drops
+    frame, count = _to_frame_counting(kernels, planar, 13, 21)
+    assert count == 3
+    assert np.array_equal(frame, kernels.planar_to_frame(planar, 13, 21))  # counting changes no byte
+    assert frame[0, 0, 2] == 0 and frame[12, 20, 1] == 255 and frame[5, 7, 0] == 0
+
+
 # --------------------------------------------------------------------------- tile blending
 
 
@@ -394,6 +417,28 @@ def test_cuda_blend_matches_the_c_reference(cuda_kernels: fk.FrameKernels, dtype
     torch.cuda.synchronize()
     assert _same_bits(weight.cpu().numpy(), reference.weight)
     assert _same_bits(out.cpu().numpy(), reference.result())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda x: x.__name__)
+def test_cuda_counts_nan_and_inf_like_the_c_reference(cuda_kernels: fk.FrameKernels, dtype: type) -> None:
+    import torch
+
+    planar = np.random.default_rng(10).uniform(0, 1, size=(3, 48, 64)).astype(dtype)
+    planar[:, ::7, ::5] = np.nan  # many per block, so the atomics really add up
+    planar[1, 3, 4], planar[2, 40, 60] = np.inf, -np.inf
+    expected_frame, expected_count = _to_frame_counting(cuda_kernels, planar, 45, 61)
+    values = torch.from_numpy(planar).cuda()
+    out = torch.empty((45, 61, 3), dtype=torch.uint8, device="cuda")
+    count = torch.full((1,), -1, dtype=torch.int64, device="cuda")  # zeroed by the call
+    stream = torch.cuda.current_stream().cuda_stream
+    cuda_kernels.planar_to_u8(
+        fk.Device.CUDA, values.data_ptr(), fk.dtype_code(dtype), 48, 64, out.data_ptr(), 61 * 3, 45, 61,
+        fk.Layout.BGR, stream, nonfinite_count=count.data_ptr(),
+    )  # fmt: skip
+    torch.cuda.synchronize()
+    assert int(count.item()) == expected_count > 0
+    assert np.array_equal(out.cpu().numpy(), expected_frame)
 
 
 @pytest.mark.gpu

@@ -10,14 +10,23 @@ tiles, prior reuse, float frames and 8-bit frames.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
 from runtime.backends import device_frames
 from runtime.backends.device_frames import ON_DEVICE
+from runtime.errors import InferenceError
 from runtime.pipeline import Pipeline
 from runtime.pixels import bgr_to_rgb_float, rgb_float_to_bgr8
 from runtime.prior_cache import PriorCache
+from runtime.video.loop import run_video
+from runtime.video.restore_video import FrameRestorer
+from runtime.video.sinks import ImageSequenceSink
+from runtime.video.sources import open_source
 from tests.runtime.fake_pycuda import Counts, FakeCuda
 
 
@@ -153,3 +162,82 @@ def test_without_the_native_library_8bit_frames_take_the_numpy_path(
         out = pipeline.restore_bgr8(frame)
         expected = rgb_float_to_bgr8(pipeline.restore(bgr_to_rgb_float(frame)))
     np.testing.assert_array_equal(out, expected)
+
+
+# ----------------------------------------------------------------------- NaN/Inf on the 8-bit path
+
+
+def _nan_at_the_top_left(name: str, values: np.ndarray) -> np.ndarray:
+    """What an engine that overflows writes: its estimate x NaN at the top-left pixel (the later
+    graphs spread it further)."""
+    if name != "x":
+        return values
+    broken = values.copy()
+    broken[:, :, 0, 0] = np.nan
+    return broken
+
+
+@pytest.mark.parametrize("how", ["whole", "tiled"])
+def test_a_nan_in_an_8bit_frame_raises_the_float_paths_error_in_the_frames_one_wait(
+    tensorrt_fakes, frame_kernels_on_fakes, clean: np.ndarray, how: str
+) -> None:
+    cuda, root = tensorrt_fakes("10.3.0.30", tile_sizes=TILE_SIZES)
+    frame_kernels_on_fakes(cuda)
+    bgr = np.ascontiguousarray(clean[0][:, :, ::-1])  # 160 x 240: no padding, both paths count the same samples
+    open_args = {"backend": "tensorrt", "device": "cuda", "precision": "fp32", "tile": TILE if how == "tiled" else None}
+    with Pipeline.from_manifest(root, **open_args) as pipeline:
+        assert pipeline.frame_work == ON_DEVICE
+        pipeline.restore_bgr8(bgr)  # warm-up, finite
+        sys.modules["tensorrt"].output_filter = _nan_at_the_top_left
+        before = Counts(**vars(cuda.counts))
+        with pytest.raises(InferenceError, match=r"^TensorRT \(fp32 engines\): \d+ of 115200 output values are NaN"):
+            pipeline.restore_bgr8(bgr)
+        counts = cuda.counts.since(before)
+        on_device = str(_raised_by(pipeline.restore_bgr8, bgr))
+        on_host = str(_raised_by(pipeline.restore, bgr_to_rgb_float(bgr)))  # the float path's check_finite
+    assert on_device == on_host  # the same error, the same count
+    assert counts.synchronizations == 1 and counts.blocking_copies == 0  # counted within the frame's one wait
+    with Pipeline.from_manifest(root, **open_args, backend_options={"check_finite": False}) as unchecked:
+        out = unchecked.restore_bgr8(bgr)
+    assert out[0, 0].tolist() == [0, 0, 0]  # unchecked: NaN becomes 0, as in rgb_float_to_bgr8
+
+
+def _raised_by(restore, frame: np.ndarray) -> InferenceError:
+    with pytest.raises(InferenceError) as raised:
+        restore(frame)
+    return raised.value
+
+
+# ----------------------------------------------------------------------- the video loop
+
+
+def test_the_video_loop_moves_bytes_to_the_device_and_writes_the_numpy_paths_frames(
+    tensorrt_fakes, frame_kernels_on_fakes, clean: np.ndarray, tmp_path: Path
+) -> None:
+    """`runtime/restore.py`'s video path over the GPU fakes: the decoded 8-bit frames go up and
+    come back as bytes, and the files written are the ones the NumPy path writes."""
+    cuda, root = tensorrt_fakes("8.6.2.3")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(clean[:4]):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    open_args = {"backend": "tensorrt", "device": "cuda", "precision": "fp32"}
+    with Pipeline.from_manifest(root, **open_args) as host:  # opened before the kernels: the NumPy path
+        run_video(open_source(frames), FrameRestorer(host), [ImageSequenceSink(tmp_path / "numpy")], progress=False)
+    frame_kernels_on_fakes(cuda)
+    before = Counts(**vars(cuda.counts))
+    with Pipeline.from_manifest(root, **open_args) as pipeline:
+        assert pipeline.frame_work == ON_DEVICE
+        summary = run_video(
+            open_source(frames), FrameRestorer(pipeline), [ImageSequenceSink(tmp_path / "device")], progress=False
+        )
+    counts = cuda.counts.since(before)
+    assert summary.frames_out == 4
+    frame_bytes = clean[0].nbytes  # one byte per channel: float frames would be four times that
+    assert counts.bytes_to_host == 4 * (frame_bytes + 8)  # each frame and its NaN/Inf count (an int64)
+    assert 4 * frame_bytes <= counts.bytes_to_device < 5 * frame_bytes  # besides the frames: the constants
+    assert counts.kernel_launches == 2 * 4  # converted in and out on the device
+    names = sorted(p.name for p in (tmp_path / "numpy").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "device").iterdir()) and len(names) == 4
+    for name in names:
+        assert (tmp_path / "device" / name).read_bytes() == (tmp_path / "numpy" / name).read_bytes()
