@@ -52,12 +52,6 @@ def _session(path: Path, threads: int | None, tensorrt_like: bool = False):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], **extra)
 
 
-class _TensorRTLikeBackend(OnnxRuntimeBackend):
-    """ONNX Runtime CPU scoring TensorRT's symmetric INT8 graphs (see TENSORRT_LIKE_DISABLED)."""
-
-    disabled_optimizers = TENSORRT_LIKE_DISABLED
-
-
 @dataclass(frozen=True)
 class GraphAccuracy:
     min_psnr_db: float  # worst held-out input
@@ -138,8 +132,8 @@ def pipeline_accuracy(
     """The pipeline running `plan` (graph -> precision variant; the variants must be in the
     manifest) against the FP32 outputs `reference` of the same `frames`, and against `clean`
     where given (`tensorrt_like`: see TENSORRT_LIKE_DISABLED)."""
-    kind = _TensorRTLikeBackend if tensorrt_like else OnnxRuntimeBackend
-    backend = kind(with_plan(manifest, plan), "cpu", "auto", threads)
+    disabled = TENSORRT_LIKE_DISABLED if tensorrt_like else ()
+    backend = OnnxRuntimeBackend(with_plan(manifest, plan), "cpu", "auto", threads, disabled_optimizers=disabled)
     worst, finite = math.inf, True
     gt_fp32, gt_reduced = [], []
     with Pipeline(manifest, backend.open()) as pipeline:

@@ -167,8 +167,10 @@ def build_artifacts(
                 f"at least {min_size(multiple)}"
             )
     # The graphs are written from the CPU-friendlier forms of the same weights (model/export_forms.py);
-    # the parity check below compares them with `model` itself.
-    plans: list[GraphPlan] = plan_graphs(export_form(model, KEPT_FORMS) if options.graph_passes else model)
+    # the parity check below compares them with `model` itself. export_form deep-copies the model,
+    # so it is called only when a form is kept.
+    forms = KEPT_FORMS if options.graph_passes else ()
+    plans: list[GraphPlan] = plan_graphs(export_form(model, forms) if forms else model)
     owned = claim_folder(out, [p.name for p in plans], options.allow_non_empty)
     graphs_dir = out / GRAPHS_DIR
     try:

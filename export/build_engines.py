@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 
 from calibration.calibrate import add_calibration_arguments, format_precision, precision_from_args
-from export.cli_sizes import frame_size
-from export.cpu_timing import DEFAULT_SIZE as DEFAULT_CPU_TIMING_SIZE
+from export.cli_sizes import DEFAULT_CPU_TIMING_SIZE, frame_size
 from export.opsets import DEFAULT_OPSET, MAX_OPSET
 from runtime import cli
 from runtime.errors import BackendUnavailable, InputError, UnfoldError, report_error

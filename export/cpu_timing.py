@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 
+from export.cli_sizes import DEFAULT_CPU_TIMING_SIZE
 from runtime.backends.select import create_backend
 from runtime.bench.measure import synthetic_frame
 from runtime.errors import BackendUnavailable
@@ -21,11 +22,10 @@ from runtime.manifest import CpuTiming, Manifest
 from runtime.pipeline import Pipeline
 
 CPU_BACKENDS = ("onnxruntime", "openvino")
-DEFAULT_SIZE = (360, 640)  # (height, width): large enough that per-graph overheads do not decide
 
 
 def time_cpu_backends(
-    manifest: Manifest, size: tuple[int, int] = DEFAULT_SIZE, frames: int = 3, threads: int | None = None
+    manifest: Manifest, size: tuple[int, int] = DEFAULT_CPU_TIMING_SIZE, frames: int = 3, threads: int | None = None
 ) -> CpuTiming:
     """Median FP32 frame time of each CPU backend that opens, `frames` alternating frames each."""
     frame = synthetic_frame(*size)

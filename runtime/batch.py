@@ -65,16 +65,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = cli.tool_parser("batch.py", __doc__)
     p.add_argument(
@@ -122,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--retries",
-        type=_count,
+        type=cli.int_at_least(0),
         default=2,
         metavar="N",
         help="times Ray restarts a dead actor and re-runs its batch before its items fail (default: 2)",

@@ -19,18 +19,17 @@ from runtime.memory_plan import DEFAULT_MAX_MEMORY, format_bytes, parse_size
 from runtime.pipeline import AUTO_TILE, DEFAULT_TILE_OVERLAP, Pipeline
 from runtime.shipped import SHIPPED_SHA256
 
+_tile_pixels = cli.int_at_least(0)
+
 
 def tile_size(text: str) -> int | str:
     """argparse type of --tile: auto, 0 or a size in pixels."""
     if text.strip().lower() == AUTO_TILE:
         return AUTO_TILE
     try:
-        size = int(text)
-    except ValueError:
-        size = -1
-    if size < 0:
-        raise argparse.ArgumentTypeError(f"use auto, 0 (whole frames) or a tile size in pixels, got {text!r}")
-    return size
+        return _tile_pixels(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"use auto, 0 (whole frames) or a tile size in pixels, got {text!r}") from None
 
 
 def memory_size(text: str) -> int:

@@ -19,7 +19,7 @@ backend checks the providers the session really got and raises BackendUnavailabl
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,9 +67,6 @@ def _share_cpu_arena(ort: Any) -> None:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    # ONNX Runtime graph optimizers left out of every session (by their registered names); the
-    # accuracy gate's TensorRT-like evaluation sets this (calibration/gate.py).
-    disabled_optimizers: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -80,13 +77,17 @@ class OnnxRuntimeBackend(Backend):
         io_binding: bool | None = None,
         tensorrt_provider: bool = False,
         device_id: int = 0,
+        disabled_optimizers: Sequence[str] = (),
     ) -> None:
         """`io_binding` defaults to on for CUDA, off for CPU; `tensorrt_provider` puts ONNX
-        Runtime's TensorRT execution provider before CUDA (device "cuda" only)."""
+        Runtime's TensorRT execution provider before CUDA (device "cuda" only);
+        `disabled_optimizers`: ONNX Runtime graph optimizers left out of every session, by their
+        registered names (the accuracy gate's TensorRT-like evaluation, calibration/gate.py)."""
         super().__init__(manifest, device, precision, threads)
         self.io_binding = (device == "cuda") if io_binding is None else io_binding
         self.tensorrt_provider = tensorrt_provider
         self.device_id = device_id
+        self.disabled_optimizers = tuple(disabled_optimizers)
         self._sessions: dict[str, Any] = {}
         self._errors: tuple[type[Exception], ...] = ()
         self._run_options: Any = None  # None: ONNX Runtime's defaults
