@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(results, args.out / "results.csv")
         for backend in pipelines:
             gap = max(largest_gap_db(rows, b=backend) for rows in results.values())
-            print(f"\nlargest |PyTorch - {RUNTIME_NAMES[backend]}| mean PSNR gap over every folder and case: {gap:.4f} dB")
+            name = RUNTIME_NAMES[backend]
+            print(f"\nlargest |PyTorch - {name}| mean PSNR gap over every folder and case: {gap:.4f} dB")
         if args.real:
             rows = _real_rows(args.real, args.real_count, args.real_crop, restorers["unfoldldm"])
             write_real_grid(rows, args.out / "real_grid.png")

@@ -28,8 +28,14 @@ from runtime.metrics import psnr, ssim
 
 METHODS = ("input", "nlm", "unfoldldm", "onnxruntime", "openvino")
 NLM_STRENGTHS = (3.0, 6.0, 10.0, 15.0, 22.0, 30.0)
-LABELS = {"input": "input", "nlm": "NLM", "unfoldldm": "UnfoldLDM", "onnxruntime": "ORT", "openvino": "OV",
-          "ground truth": "GT"}
+LABELS = {
+    "input": "input",
+    "nlm": "NLM",
+    "unfoldldm": "UnfoldLDM",
+    "onnxruntime": "ORT",
+    "openvino": "OV",
+    "ground truth": "GT",
+}
 # HxWx3 float32 [0, 1] in, same out.
 Restorer = Callable[[np.ndarray], np.ndarray]
 

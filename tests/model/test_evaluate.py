@@ -86,7 +86,8 @@ def test_evaluate_scores_openvino_beside_onnxruntime(
     for backend, name in (("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO")):
         gap = abs(float(rows[("noise25", "unfoldldm")]["psnr_db"]) - float(rows[("noise25", backend)]["psnr_db"]))
         assert gap < 0.05, (backend, gap)
-        printed = float(result.stdout.split(f"|PyTorch - {name}| mean PSNR gap over every folder and case:")[1].split()[0])
+        printed_line = result.stdout.split(f"|PyTorch - {name}| mean PSNR gap over every folder and case:")[1]
+        printed = float(printed_line.split()[0])
         assert printed == pytest.approx(gap, abs=2e-4)
 
 

@@ -20,8 +20,13 @@ def _training_checkpoint(path: Path) -> Checkpoint:
     ema = {k: v + 1.0 if v.is_floating_point() else v.clone() for k, v in raw.items()}
     optimizer = torch.optim.Adam(model.parameters())
     ckpt = Checkpoint(
-        config=tiny_config(), model=raw, phase="phase2_joint", step=2300, ema=ema,
-        optimizer=optimizer.state_dict(), notes={"seconds": 11241.0, "earlier_rounds": [{"step": 5000}]},
+        config=tiny_config(),
+        model=raw,
+        phase="phase2_joint",
+        step=2300,
+        ema=ema,
+        optimizer=optimizer.state_dict(),
+        notes={"seconds": 11241.0, "earlier_rounds": [{"step": 5000}]},
     )
     save_checkpoint(path, ckpt)
     return ckpt

@@ -21,6 +21,7 @@ import pytest
 
 from runtime import batch, restore
 from runtime.batch_worker import CRASH_HOOK_VARIABLE
+from tests.runtime.video_files import decoded_frames
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # a local cluster and its actors start in about ten seconds
@@ -82,25 +83,13 @@ def _report(out: Path) -> dict:
     return json.loads((out / "batch_report.json").read_text())
 
 
-def _frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def _check_outputs(out: Path, expected: dict[str, bytes]) -> None:
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == sorted([*expected, ".batch_done.jsonl", "batch_report.json"])  # no temporary file left
     for relative, data in expected.items():
         if relative.endswith(".avi"):
             # The clip: the same frames in the same order (and, with this OpenCV, the same bytes).
-            mine, theirs = _frames(out / relative), _frames_from_bytes(data, out.parent / "expected.avi")
+            mine, theirs = decoded_frames(out / relative), _frames_from_bytes(data, out.parent / "expected.avi")
             assert len(mine) == len(theirs) == 4
             assert all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True))
         assert (out / relative).read_bytes() == data, relative
@@ -108,7 +97,7 @@ def _check_outputs(out: Path, expected: dict[str, bytes]) -> None:
 
 def _frames_from_bytes(data: bytes, scratch: Path) -> list[np.ndarray]:
     scratch.write_bytes(data)
-    return _frames(scratch)
+    return decoded_frames(scratch)
 
 
 def test_every_output_is_what_restore_writes_and_a_corrupt_input_is_reported(

@@ -26,6 +26,7 @@ from runtime.video.restore_video import FrameRestorer
 from runtime.video.sinks import ImageSequenceSink, SideBySide, VideoFileSink
 from runtime.video.sources import open_source
 from runtime.video.wrappers import DelayedProcess
+from tests.runtime.video_files import decoded_frames
 
 SIZE = (64, 48)  # (width, height): small, so the tiny model restores quickly
 
@@ -143,21 +144,10 @@ def test_the_loop_restores_decoded_bytes_and_writes_the_float_paths_bytes(
         assert names == sorted(p.name for p in (got / folder).iterdir()) and len(names) == 5
         for name in names:
             assert (got / folder / name).read_bytes() == (expected / folder / name).read_bytes(), (folder, name)
-    for a, b in zip(_decoded(got.with_suffix(".mkv")), _decoded(expected.with_suffix(".mkv")), strict=True):
+    mine, theirs = decoded_frames(got.with_suffix(".mkv")), decoded_frames(expected.with_suffix(".mkv"))
+    assert mine and len(mine) == len(theirs)
+    for a, b in zip(mine, theirs, strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def _decoded(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    assert frames
-    return frames
 
 
 def test_a_float_process_still_gets_float_frames(clip_sources: dict[str, str], tmp_path: Path) -> None:
